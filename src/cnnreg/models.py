@@ -1,0 +1,164 @@
+"""The lab's CNN builders, with the functional API (Grad-CAM needs layer outputs).
+
+Every convolution is 3×3 with ``padding="same"``; batch normalisation sits between a convolution and
+its ReLU; spatial dropout follows the ReLU (before pooling); dropout follows the ReLU of each hidden
+dense layer.
+"""
+
+import keras
+from keras import layers
+
+HEADS = ("sigmoid", "softmax")
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+
+#: (filters as multiples of ``base``, pool after the block) for each AlexNet block.
+ALEXNET_BLOCKS = ((1, True), (2, True), (4, False), (4, False), (2, True))
+#: (number of convs, filters as multiples of ``base``) per VGG16 block; every block is pooled.
+VGG16_BLOCKS = ((2, 1), (2, 2), (3, 4), (3, 8), (3, 8))
+LAST_CONV = "Last_ConvLayer"
+
+
+def _check_rate(name, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
+def _check_common(input_shape, base, head, dropout, spatial_dropout):
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
+    if base < 1:
+        raise ValueError(f"base must be a positive number of filters, got {base}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    _check_rate("dropout", dropout)
+    _check_rate("spatial_dropout", spatial_dropout)
+
+
+def conv_unit(x, filters, name, batch_norm, spatial_dropout, conv_name=None):
+    """Conv(3×3, same) → [BN] → ReLU → [SpatialDropout2D]."""
+    x = layers.Conv2D(filters, 3, padding="same", name=conv_name or f"{name}_conv")(x)
+    if batch_norm:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    if spatial_dropout:
+        x = layers.SpatialDropout2D(spatial_dropout, name=f"{name}_sdrop")(x)
+    return x
+
+
+def classifier(x, dense, dropout, head):
+    """Flatten → (Dense → ReLU → [Dropout]) per hidden layer → the output head."""
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(dense, start=1):
+        x = layers.Dense(units, name=f"dense{i}")(x)
+        x = layers.Activation("relu", name=f"dense{i}_relu")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dense{i}_dropout")(x)
+    units = 1 if head == "sigmoid" else 2
+    return layers.Dense(units, activation=head, name="head")(x)
+
+
+def alexnet(
+    input_shape,
+    base=8,
+    dense=(64, 64),
+    head="sigmoid",
+    batch_norm=False,
+    dropout=0.0,
+    spatial_dropout=0.0,
+):
+    """The lab's AlexNet: five conv blocks (b, 2b, 4b, 4b, 2b filters), pooling after 1, 2 and 5.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (height, width, channels).
+    base : int
+        Filters of the first block.
+    dense : sequence of int
+        Units of the hidden dense layers.
+    head : {'sigmoid', 'softmax'}
+        One sigmoid unit or two softmax units.
+    batch_norm : bool
+        Batch normalisation after every convolution, before its ReLU.
+    dropout, spatial_dropout : float
+        Rates in [0, 1); 0 leaves the layer out.
+
+    Returns
+    -------
+    keras.Model
+    """
+    _check_common(input_shape, base, head, dropout, spatial_dropout)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    for i, (multiple, pooled) in enumerate(ALEXNET_BLOCKS, start=1):
+        x = conv_unit(x, base * multiple, f"block{i}", batch_norm, spatial_dropout)
+        if pooled:
+            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    return keras.Model(inputs, classifier(x, dense, dropout, head), name="alexnet")
+
+
+def vgg16(
+    input_shape,
+    base=32,
+    dense=(64, 64),
+    head="softmax",
+    batch_norm=False,
+    dropout=0.0,
+    spatial_dropout=0.0,
+):
+    """The lab's VGG16: blocks of 2, 2, 3, 3, 3 convs (b, 2b, 4b, 8b, 8b), each block pooled.
+
+    The last convolution is named ``Last_ConvLayer`` for Grad-CAM. Parameters as in `alexnet`.
+    """
+    _check_common(input_shape, base, head, dropout, spatial_dropout)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    for i, (convs, multiple) in enumerate(VGG16_BLOCKS, start=1):
+        for j in range(1, convs + 1):
+            last = i == len(VGG16_BLOCKS) and j == convs
+            x = conv_unit(
+                x,
+                base * multiple,
+                f"block{i}_{j}",
+                batch_norm,
+                spatial_dropout,
+                conv_name=LAST_CONV if last else None,
+            )
+        x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    return keras.Model(inputs, classifier(x, dense, dropout, head), name="vgg16")
+
+
+BUILDERS = {"alexnet": alexnet, "vgg16": vgg16}
+
+
+def build_model(params):
+    """Build the (uncompiled) model a run's parameters describe."""
+    if params["model"] not in BUILDERS:
+        raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {params['model']!r}")
+    height, width = params["image_size"]
+    return BUILDERS[params["model"]](
+        (height, width, params["channels"]),
+        base=params["base"],
+        dense=params["dense"],
+        head=params["head"],
+        batch_norm=params["batch_norm"],
+        dropout=params["dropout"],
+        spatial_dropout=params["spatial_dropout"],
+    )
+
+
+def compile_model(model, params):
+    """Compile with the run's optimizer and the loss of its head.
+
+    The accuracy metric is named ``accuracy`` whatever the head, so histories compare.
+    """
+    if params["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {params['optimizer']!r}")
+    if params["head"] == "sigmoid":
+        loss = keras.losses.BinaryCrossentropy()
+        accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=OPTIMIZERS[params["optimizer"]](learning_rate=params["lr"]), loss=loss, metrics=[accuracy])
+    return model

@@ -1,0 +1,333 @@
+"""Seeded, reproducible demo datasets in the layout of the lab's real data.
+
+:func:`make_demo_datasets` writes two small image sets that stand in for the
+lab's data, each with a sidecar ``evidence.csv`` giving the bounding box of
+the pixels that carry the class evidence (for checking Grad-CAM):
+
+``Skin`` (classes ``Mel``, ``Nevi``)
+    RGB dermoscopy-like images: a pigmented lesion on textured skin.
+    Melanomas have an irregular border and dark or blue-gray blotches; nevi
+    are regular and evenly pigmented. The strength of that evidence is drawn
+    per image, so some lesions are ambiguous.
+``Bone`` (classes ``AFF``, ``NFF``)
+    Grayscale femur-radiograph-like images: a bright shaft with a fracture.
+    Atypical fractures (AFF) are transverse with a cortical "beak"; normal
+    ones (NFF) are oblique.
+
+Run ``python -m cnnreg.synthetic OUT_DIR`` to write both datasets into
+``OUT_DIR/Skin`` and ``OUT_DIR/Bone``.
+"""
+
+import argparse
+import csv
+import shutil
+import tempfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+__all__ = ["DATASETS", "femur_image", "main", "make_demo_datasets", "skin_image"]
+
+EVIDENCE_COLUMNS = ("file", "label", "split", "x0", "y0", "x1", "y1")
+_MIN_SIZE = 32
+_BOX_MARGIN = 2
+
+
+def skin_image(rng, melanoma, size=128):
+    """Draw one skin-lesion-like RGB image.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of all randomness.
+    melanoma : bool
+        Draw a melanoma (irregular border, dark and blue-gray blotches) rather
+        than a nevus (regular, evenly pigmented).
+    size : int
+        Height and width in pixels.
+
+    Returns
+    -------
+    image : ndarray of uint8, shape (size, size, 3)
+        The image.
+    box : tuple of int
+        ``(x0, y0, x1, y1)``, the lesion's bounding box with a small margin;
+        ``image[y0:y1, x0:x1]`` holds every pixel of the lesion.
+    """
+    strength = _strength(rng, melanoma)
+    skin = _skin_background(rng, size)
+    mask, box = _lesion_mask(rng, strength, size)
+    pigment = _lesion_pigment(rng, strength, size)
+    image = skin + mask[..., np.newaxis] * (pigment - skin)
+    return _finish(rng, _add_hairs(rng, image)), box
+
+
+def femur_image(rng, atypical, size=128):
+    """Draw one femur-radiograph-like grayscale image.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of all randomness.
+    atypical : bool
+        Draw an atypical femoral fracture (transverse, with a cortical beak)
+        rather than a normal one (oblique).
+    size : int
+        Height and width in pixels.
+
+    Returns
+    -------
+    image : ndarray of uint8, shape (size, size)
+        The image.
+    box : tuple of int
+        ``(x0, y0, x1, y1)``, the bounding box, with a small margin, of every
+        pixel the fracture changes.
+    """
+    strength = _strength(rng, atypical)
+    shaft = _Shaft.draw(rng, size)
+    fracture = _fracture(rng, atypical, strength, shaft)
+    intact = shaft.render(beak=0.0)
+    broken = shaft.render(**fracture)
+    box = _bounding_box(np.abs(broken - intact) > 0.02, size)
+    background = _radiograph_background(rng, shaft, size)
+    return _finish(rng, background + broken), box
+
+
+DATASETS = {
+    "Skin": {"classes": ("Mel", "Nevi"), "draw": skin_image},
+    "Bone": {"classes": ("AFF", "NFF"), "draw": femur_image},
+}
+
+
+def make_demo_datasets(out_dir, n_train=200, n_val=60, size=128, seed=0):
+    """Write the demo datasets as PNG trees with evidence boxes.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        Folder to write ``Skin/`` and ``Bone/`` into; created if needed.
+        Existing files of the same names are overwritten.
+    n_train, n_val : int
+        Training and validation images per class.
+    size : int
+        Image height and width in pixels, at least 32.
+    seed : int
+        Seed; the same seed gives byte-identical files. Image ``i`` of a
+        class and split does not depend on `n_train` or `n_val`.
+
+    Returns
+    -------
+    dict
+        Dataset name to its root folder (a :class:`pathlib.Path`), laid out
+        as ``<root>/{train,validation}/<class>/<class>_NNNN.png`` with
+        ``<root>/evidence.csv`` (columns `EVIDENCE_COLUMNS`: the file
+        relative to the root, class name, split and the box ``x0, y0, x1,
+        y1`` in pixels, end-exclusive).
+    """
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("seed", seed)):
+        _check_int(name, value, minimum=1 if name != "seed" else 0)
+    _check_int("size", size, minimum=_MIN_SIZE)
+    counts = {"train": n_train, "validation": n_val}
+    roots = {}
+    for index, (name, spec) in enumerate(DATASETS.items()):
+        roots[name] = Path(out_dir) / name
+        _write_dataset(roots[name], spec, counts, size, (seed, index))
+    return roots
+
+
+def main(argv=None):
+    """Command line: ``python -m cnnreg.synthetic OUT_DIR [options]``.
+
+    Writes the datasets into a temporary sibling of OUT_DIR and renames it
+    into place when complete; does nothing when OUT_DIR already holds both.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnreg.synthetic", description=main.__doc__.splitlines()[0]
+    )
+    parser.add_argument("out_dir", type=Path, help="folder to create, holding Skin/ and Bone/")
+    parser.add_argument("--n-train", type=int, default=200, help="training images per class")
+    parser.add_argument("--n-val", type=int, default=60, help="validation images per class")
+    parser.add_argument("--size", type=int, default=128, help="image height and width")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    args = parser.parse_args(argv)
+    out_dir = args.out_dir
+    if all((out_dir / name / "evidence.csv").is_file() for name in DATASETS):
+        print(f"{out_dir} already holds {' and '.join(DATASETS)}; nothing to do")
+        return
+    if out_dir.exists() and any(out_dir.iterdir()):
+        parser.error(f"{out_dir} exists but lacks a complete dataset; remove it and rerun")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        make_demo_datasets(staging, args.n_train, args.n_val, args.size, args.seed)
+        staging.chmod(0o755)
+        staging.replace(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"wrote {' and '.join(DATASETS)} demo datasets to {out_dir}")
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _write_dataset(root, spec, counts, size, key):
+    rows = []
+    for split_index, (split, count) in enumerate(counts.items()):
+        for label, name in enumerate(spec["classes"]):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                rng = np.random.default_rng([*key, split_index, label, i])
+                image, box = spec["draw"](rng, label == 0, size)
+                file = f"{split}/{name}/{name}_{i:04d}.png"
+                iio.imwrite(root / file, image)
+                rows.append((file, name, split, *box))
+    with open(root / "evidence.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(EVIDENCE_COLUMNS)
+        writer.writerows(rows)
+
+
+def _strength(rng, positive):
+    """Evidence strength: high for the positive class, low for the other, overlapping."""
+    return rng.uniform(0.15, 1.0) if positive else rng.uniform(0.0, 0.35)
+
+
+def _grid(size):
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    return yy, xx
+
+
+def _smooth_noise(rng, shape, sigma):
+    noise = gaussian_filter(rng.standard_normal(shape), sigma, axes=(0, 1))
+    return noise / noise.std()
+
+
+def _bounding_box(mask, size):
+    rows, cols = np.nonzero(mask)
+    y0, x0 = max(rows.min() - _BOX_MARGIN, 0), max(cols.min() - _BOX_MARGIN, 0)
+    y1, x1 = min(rows.max() + 1 + _BOX_MARGIN, size), min(cols.max() + 1 + _BOX_MARGIN, size)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _finish(rng, image):
+    """Global brightness and contrast, sensor noise, then 8-bit."""
+    gain, offset = rng.uniform(0.85, 1.15), rng.uniform(-0.06, 0.06)
+    noisy = image * gain + offset + rng.normal(0.0, rng.uniform(0.01, 0.04), image.shape)
+    return np.rint(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _skin_background(rng, size):
+    tone = np.array([0.88, 0.68, 0.58]) * rng.uniform(0.8, 1.08) + rng.uniform(-0.04, 0.04, 3)
+    coarse = _smooth_noise(rng, (size, size, 1), size / 10) * 0.035
+    fine = _smooth_noise(rng, (size, size, 1), 1.2) * 0.02
+    yy, xx = _grid(size)
+    slope = rng.uniform(-0.08, 0.08, 2) / size
+    light = (slope[0] * (yy - size / 2) + slope[1] * (xx - size / 2))[..., np.newaxis]
+    return tone * (1.0 + coarse + fine + light)
+
+
+def _lesion_mask(rng, strength, size):
+    """Soft lesion mask whose border irregularity grows with `strength`."""
+    radius = rng.uniform(0.11, 0.15) * size
+    reach = radius * 1.45 + _BOX_MARGIN + 3
+    cy, cx = rng.uniform(reach, size - reach, 2)
+    yy, xx = _grid(size)
+    angle = np.arctan2(yy - cy, xx - cx)
+    harmonics = np.arange(3, 8)
+    amplitudes = 0.06 * strength * rng.uniform(0.5, 1.0, harmonics.size)
+    phases = rng.uniform(0, 2 * np.pi, harmonics.size + 1)
+    wobble = np.cos(harmonics[:, None, None] * angle + phases[1:, None, None])
+    oval = 1.0 + rng.uniform(0.0, 0.15) * np.cos(2 * angle + phases[0])
+    border = radius * (oval + np.tensordot(amplitudes, wobble, axes=1))
+    edge = rng.uniform(1.5, 3.5)
+    mask = np.clip((border - np.hypot(yy - cy, xx - cx)) / edge + 0.5, 0.0, 1.0)
+    return mask, _bounding_box(mask > 0, size)
+
+
+def _lesion_pigment(rng, strength, size):
+    """Brown pigment with dark and blue-gray blotches covering more as `strength` grows."""
+    brown = np.array([0.58, 0.38, 0.27]) * rng.uniform(0.65, 1.1)
+    center = _smooth_noise(rng, (size, size, 1), size / 40)
+    blotches = 1.0 / (1.0 + np.exp(-(center - 1.6 + 2.2 * strength) / 0.25))
+    dark = np.array([0.16, 0.1, 0.1]) if rng.random() < 0.6 else np.array([0.38, 0.44, 0.55])
+    texture = 1.0 + 0.04 * _smooth_noise(rng, (size, size, 1), 1.5)
+    return (brown + blotches * (dark - brown)) * texture
+
+
+def _add_hairs(rng, image):
+    """Zero to two dark curved hairs, the same for every class."""
+    size = image.shape[0]
+    yy, xx = _grid(size)
+    for _ in range(rng.integers(0, 3)):
+        y0, slope, bend = rng.uniform(0, size), rng.uniform(-1, 1), rng.uniform(-2, 2) / size
+        distance = np.abs(yy - (y0 + slope * (xx - size / 2) + bend * (xx - size / 2) ** 2))
+        hair = np.clip(1.0 - distance / rng.uniform(0.5, 1.0), 0.0, 1.0)[..., np.newaxis]
+        image = image + hair * (np.array([0.2, 0.14, 0.12]) - image)
+    return image
+
+
+class _Shaft:
+    """A femoral shaft: straight, slightly tilted, cortex brighter than the canal."""
+
+    def __init__(self, size, center, tilt, width, cortex, level):
+        yy, xx = _grid(size)
+        cos, sin = np.cos(tilt), np.sin(tilt)
+        self.across = (xx - center) * cos - (yy - size / 2) * sin
+        self.along = (xx - center) * sin + (yy - size / 2) * cos
+        self.width, self.cortex, self.level, self.size = width, cortex, level, size
+
+    @classmethod
+    def draw(cls, rng, size):
+        width = rng.uniform(0.17, 0.23) * size
+        return cls(
+            size,
+            center=rng.uniform(0.38, 0.62) * size,
+            tilt=np.deg2rad(rng.uniform(-8, 8)),
+            width=width,
+            cortex=rng.uniform(0.22, 0.3) * width,
+            level=rng.uniform(0.65, 0.9),
+        )
+
+    def render(self, beak, site=0.0, side=1.0, angle=0.0, gap=0.0):
+        """Intensity of the bone alone; a beak thickens one cortex at `site`, a gap cuts it."""
+        bump = beak * np.exp(-(((self.along - site) / (0.06 * self.size)) ** 2))
+        on_side = (np.sign(self.across) == side) * bump
+        outer = self.width / 2 + on_side
+        inner = self.width / 2 - self.cortex - 0.6 * on_side
+        distance = np.abs(self.across)
+        bone = np.clip(outer - distance + 0.5, 0.0, 1.0)
+        canal = np.clip(inner - distance + 0.5, 0.0, 1.0)
+        image = self.level * (bone - 0.4 * canal)
+        if gap > 0:
+            line = np.abs((self.along - site) - self.across * np.tan(angle)) * np.cos(angle)
+            image = image * (1.0 - 0.8 * np.clip(gap / 2 - line + 0.5, 0.0, 1.0))
+        return image
+
+
+def _fracture(rng, atypical, strength, shaft):
+    """Fracture parameters: transverse with a beak if atypical, else oblique."""
+    if atypical:
+        angle = rng.normal(0.0, 6.0) + (1 - strength) * rng.uniform(-25, 25)
+        beak = strength * rng.uniform(0.035, 0.06) * shaft.size
+    else:
+        angle = rng.choice([-1, 1]) * rng.uniform(12, 55) * (0.4 + strength)
+        beak = 0.0
+    return {
+        "beak": beak,
+        "site": rng.uniform(-0.22, 0.22) * shaft.size,
+        "side": rng.choice([-1.0, 1.0]),
+        "angle": np.deg2rad(np.clip(angle, -55, 55)),
+        "gap": rng.uniform(2.5, 4.5),
+    }
+
+
+def _radiograph_background(rng, shaft, size):
+    """Dark film with a soft-tissue glow around the shaft."""
+    tissue = rng.uniform(0.08, 0.2) * np.exp(-((shaft.across / (0.35 * size)) ** 2))
+    film = rng.uniform(0.04, 0.14) + 0.03 * _smooth_noise(rng, (size, size), size / 12)
+    return film + tissue

@@ -1,0 +1,40 @@
+rule summarize_study:
+    """Per-study tables, learning curves and the lab question's answer, each figure with its CSV."""
+    input:
+        histories=study_run_files("history.csv"),
+        metrics=study_run_files("metrics.json"),
+    output:
+        summary=report(
+            "results/studies/{study}/summary.csv",
+            caption="../report/summary.rst",
+            category=study_title,
+            labels=report_labels("summary table (CSV)"),
+        ),
+        html=report(
+            "results/studies/{study}/summary.html",
+            caption="../report/summary.rst",
+            category=study_title,
+            labels=report_labels("summary table"),
+        ),
+        curves=report(
+            "results/studies/{study}/curves.png",
+            caption="../report/curves.rst",
+            category=study_title,
+            labels=report_labels("learning curves"),
+        ),
+        curves_csv="results/studies/{study}/curves.csv",
+        final=report(
+            "results/studies/{study}/final.png",
+            caption="../report/final.rst",
+            category=study_title,
+            labels=report_labels("validation accuracy per variant"),
+        ),
+        final_csv="results/studies/{study}/final.csv",
+        answer="results/studies/{study}/answer.txt",
+    params:
+        study=lambda wildcards: PLAN.studies[wildcards.study],
+        runs=study_runs,
+    log:
+        "logs/summarize_study/{study}.log",
+    script:
+        "../scripts/summarize_study.py"

@@ -1,0 +1,18 @@
+rule prepare_data:
+    """Decode a dataset folder once per (image size, channels) into the cache all runs read."""
+    input:
+        dataset_folder,
+    output:
+        "results/data/{dataset}-{height}x{width}x{channels}.npz",
+    params:
+        classes=dataset_classes,
+    log:
+        "logs/prepare_data/{dataset}-{height}x{width}x{channels}.log",
+    wildcard_constraints:
+        dataset="[A-Za-z0-9_]+",
+        height="[0-9]+",
+        width="[0-9]+",
+        channels="[13]",
+    priority: 10
+    script:
+        "../scripts/prepare_data.py"

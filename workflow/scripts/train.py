@@ -1,0 +1,17 @@
+import time
+
+started = time.time()
+
+import logging  # noqa: E402
+
+from cnnreg.train import train_run  # noqa: E402
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+train_run(
+    snakemake.wildcards.run,
+    snakemake.params.run,
+    snakemake.input.cache,
+    run_dir=snakemake.output.history.rsplit("/", 1)[0],
+    threads=snakemake.threads,
+    started=started,
+)
