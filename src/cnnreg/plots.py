@@ -23,9 +23,7 @@ def learning_curves(curves, path, title=""):
     variants = list(dict.fromkeys(curves["variant"]))
     colours = dict(zip(variants, sns.color_palette("colorblind", len(variants)), strict=True))
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(
-        len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False, sharex=True
-    )
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False, sharex=True)
     for row, dataset in enumerate(datasets):
         for col, metric in enumerate(("loss", "accuracy")):
             ax = axes[row, col]
@@ -57,7 +55,10 @@ def final_accuracies(variants, path, title=""):
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         subset = variants[variants["dataset"] == dataset].reset_index(drop=True)
-        for offset, column, label in ((-0.2, "final_val_accuracy", "final"), (0.2, "best_val_accuracy", "best")):
+        for offset, column, label in (
+            (-0.2, "final_val_accuracy", "final"),
+            (0.2, "best_val_accuracy", "best"),
+        ):
             ax.errorbar(
                 subset.index + offset, subset[f"{column}_mean"], yerr=subset[f"{column}_ci95"].fillna(0),
                 fmt="o", capsize=4, label=f"{label} validation accuracy",

@@ -139,7 +139,8 @@ def _check_names(key_path, mapping):
     for key in mapping:
         if key not in STUDY_PARAMETERS:
             raise ConfigError(
-                f"{key_path}.{key}", f"'{key}' is not a run parameter; expected one of {list(STUDY_PARAMETERS)}"
+                f"{key_path}.{key}",
+                f"'{key}' is not a run parameter; expected one of {list(STUDY_PARAMETERS)}",
             )
 
 
@@ -153,7 +154,9 @@ def _expand_study(name, spec, defaults, datasets):
     for i, variant in enumerate(variants):
         _check_names(f"{path}.variants[{i}]", variant)
         for key in set(variant) & set(grid):
-            raise ConfigError(f"{path}.variants[{i}].{key}", "is also varied in the grid; keep it in one place")
+            raise ConfigError(
+                f"{path}.variants[{i}].{key}", "is also varied in the grid; keep it in one place"
+            )
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"{path}.grid.{key}", "is an empty list; give at least one value")
@@ -162,7 +165,8 @@ def _expand_study(name, spec, defaults, datasets):
     for i, dataset in enumerate(spec.get("datasets", [])):
         if dataset not in datasets:
             raise ConfigError(
-                f"{path}.datasets[{i}]", f"names dataset '{dataset}', which is not under 'datasets' (known: {sorted(datasets)})"
+                f"{path}.datasets[{i}]",
+                f"names dataset '{dataset}', which is not under 'datasets' (known: {sorted(datasets)})",
             )
     runs = {}
     grid_points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
@@ -170,16 +174,16 @@ def _expand_study(name, spec, defaults, datasets):
         for variant in variants:
             for point in grid_points:
                 for seed in spec.get("seeds", [0]):
-                    params = normalise({**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed})
+                    params = normalise(
+                        {**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed}
+                    )
                     runs[run_id(params)] = params
     return runs
 
 
 def _describe_study(name, spec, study_runs):
     params = list(study_runs.values())
-    varied = tuple(
-        p for p in PARAMETERS if p != "seed" and len({json.dumps(run[p]) for run in params}) > 1
-    )
+    varied = tuple(p for p in PARAMETERS if p != "seed" and len({json.dumps(run[p]) for run in params}) > 1)
     baseline = spec.get("baseline", {})
     if baseline and not any(all(run.get(k) == v for k, v in normalise(baseline).items()) for run in params):
         raise ConfigError(f"studies.{name}.baseline", f"{baseline} matches none of the study's runs")

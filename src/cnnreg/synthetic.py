@@ -33,6 +33,7 @@ __all__ = ["DATASETS", "femur_image", "main", "make_demo_datasets", "skin_image"
 EVIDENCE_COLUMNS = ("file", "label", "split", "x0", "y0", "x1", "y1")
 _MIN_SIZE = 32
 _BOX_MARGIN = 2
+_SPREAD = 0.12
 
 
 def skin_image(rng, melanoma, size=128):
@@ -87,7 +88,7 @@ def femur_image(rng, atypical, size=128):
     """
     strength = _strength(rng, atypical)
     shaft = _Shaft.draw(rng, size)
-    fracture = _fracture(rng, atypical, strength, shaft)
+    fracture = _fracture(rng, strength, shaft)
     intact = shaft.render(beak=0.0)
     broken = shaft.render(**fracture)
     box = _bounding_box(np.abs(broken - intact) > 0.02, size)
@@ -233,16 +234,16 @@ def _skin_background(rng, size):
 
 def _lesion_mask(rng, strength, size):
     """Soft lesion mask whose border irregularity grows with `strength`."""
-    radius = rng.uniform(0.11, 0.15) * size
-    reach = radius * 1.45 + _BOX_MARGIN + 3
-    cy, cx = rng.uniform(reach, size - reach, 2)
+    radius = rng.uniform(0.12, 0.17) * size
+    reach = radius * 1.3 + _BOX_MARGIN + 3
+    cy, cx = size / 2 + rng.uniform(-1, 1, 2) * min(_SPREAD * size, size / 2 - reach)
     yy, xx = _grid(size)
     angle = np.arctan2(yy - cy, xx - cx)
     harmonics = np.arange(3, 8)
-    amplitudes = 0.06 * strength * rng.uniform(0.5, 1.0, harmonics.size)
+    amplitudes = 0.04 * strength * rng.uniform(0.5, 1.0, harmonics.size)
     phases = rng.uniform(0, 2 * np.pi, harmonics.size + 1)
     wobble = np.cos(harmonics[:, None, None] * angle + phases[1:, None, None])
-    oval = 1.0 + rng.uniform(0.0, 0.15) * np.cos(2 * angle + phases[0])
+    oval = 1.0 + rng.uniform(0.0, 0.1) * np.cos(2 * angle + phases[0])
     border = radius * (oval + np.tensordot(amplitudes, wobble, axes=1))
     edge = rng.uniform(1.5, 3.5)
     mask = np.clip((border - np.hypot(yy - cy, xx - cx)) / edge + 0.5, 0.0, 1.0)
@@ -251,10 +252,10 @@ def _lesion_mask(rng, strength, size):
 
 def _lesion_pigment(rng, strength, size):
     """Brown pigment with dark and blue-gray blotches covering more as `strength` grows."""
-    brown = np.array([0.58, 0.38, 0.27]) * rng.uniform(0.65, 1.1)
+    brown = np.array([0.62, 0.42, 0.3]) * rng.uniform(0.75, 1.1) * (1.0 - 0.35 * strength)
     center = _smooth_noise(rng, (size, size, 1), size / 40)
-    blotches = 1.0 / (1.0 + np.exp(-(center - 1.6 + 2.2 * strength) / 0.25))
-    dark = np.array([0.16, 0.1, 0.1]) if rng.random() < 0.6 else np.array([0.38, 0.44, 0.55])
+    blotches = 1.0 / (1.0 + np.exp(-(center - 1.6 + 2.6 * strength) / 0.25))
+    dark = np.array([0.1, 0.07, 0.07]) if rng.random() < 0.7 else np.array([0.3, 0.36, 0.48])
     texture = 1.0 + 0.04 * _smooth_noise(rng, (size, size, 1), 1.5)
     return (brown + blotches * (dark - brown)) * texture
 
@@ -283,19 +284,19 @@ class _Shaft:
 
     @classmethod
     def draw(cls, rng, size):
-        width = rng.uniform(0.17, 0.23) * size
+        width = rng.uniform(0.22, 0.3) * size
         return cls(
             size,
-            center=rng.uniform(0.38, 0.62) * size,
+            center=(0.5 + rng.uniform(-0.4, 0.4) * _SPREAD) * size,
             tilt=np.deg2rad(rng.uniform(-8, 8)),
             width=width,
             cortex=rng.uniform(0.22, 0.3) * width,
-            level=rng.uniform(0.65, 0.9),
+            level=rng.uniform(0.55, 0.8),
         )
 
     def render(self, beak, site=0.0, side=1.0, angle=0.0, gap=0.0):
         """Intensity of the bone alone; a beak thickens one cortex at `site`, a gap cuts it."""
-        bump = beak * np.exp(-(((self.along - site) / (0.06 * self.size)) ** 2))
+        bump = beak * np.exp(-(((self.along - site) / (0.07 * self.size)) ** 2))
         on_side = (np.sign(self.across) == side) * bump
         outer = self.width / 2 + on_side
         inner = self.width / 2 - self.cortex - 0.6 * on_side
@@ -309,20 +310,15 @@ class _Shaft:
         return image
 
 
-def _fracture(rng, atypical, strength, shaft):
-    """Fracture parameters: transverse with a beak if atypical, else oblique."""
-    if atypical:
-        angle = rng.normal(0.0, 6.0) + (1 - strength) * rng.uniform(-25, 25)
-        beak = strength * rng.uniform(0.035, 0.06) * shaft.size
-    else:
-        angle = rng.choice([-1, 1]) * rng.uniform(12, 55) * (0.4 + strength)
-        beak = 0.0
+def _fracture(rng, strength, shaft):
+    """Fracture parameters: stronger evidence is more transverse and has a bigger beak."""
+    tilt = (1.0 - strength) * rng.uniform(35, 55) + rng.normal(0.0, 3.0)
     return {
-        "beak": beak,
-        "site": rng.uniform(-0.22, 0.22) * shaft.size,
+        "beak": strength * rng.uniform(0.06, 0.09) * shaft.size,
+        "site": rng.uniform(-_SPREAD, _SPREAD) * shaft.size,
         "side": rng.choice([-1.0, 1.0]),
-        "angle": np.deg2rad(np.clip(angle, -55, 55)),
-        "gap": rng.uniform(2.5, 4.5),
+        "angle": np.deg2rad(rng.choice([-1.0, 1.0]) * np.clip(tilt, 0, 55)),
+        "gap": rng.uniform(4.0, 6.5),
     }
 
 

@@ -263,6 +263,7 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None):
             steps_per_epoch=steps,
             validation_steps=val_steps,
             callbacks=[recorder],
+            shuffle=False,
             verbose=0,
         )
     return finish(run, params, model, cache, rows, run_dir, state, recorder.first_epoch_started, started)

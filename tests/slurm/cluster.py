@@ -373,6 +373,8 @@ class SlurmCluster:
             "AccountingStorageType=accounting_storage/slurmdbd",
             "AccountingStorageHost=127.0.0.1",
             f"AccountingStoragePort={p['dbd']}",
+            # for the slurmdbd connection, this is the munge socket (AuthInfo is not used)
+            f"AccountingStoragePass={self.munge_socket}",
             "AccountingStorageTRES=gres/gpu",
             "JobAcctGatherType=jobacct_gather/linux",
             "JobCompType=jobcomp/none",

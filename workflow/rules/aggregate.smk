@@ -31,10 +31,12 @@ rule summarize_study:
         ),
         final_csv="results/studies/{study}/final.csv",
         answer="results/studies/{study}/answer.txt",
+    log:
+        "logs/summarize_study/{study}.log",
+    conda:
+        "../envs/cnnreg.yaml"
     params:
         study=lambda wildcards: PLAN.studies[wildcards.study],
         runs=study_runs,
-    log:
-        "logs/summarize_study/{study}.log",
     script:
         "../scripts/summarize_study.py"

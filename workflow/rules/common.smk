@@ -18,7 +18,9 @@ def validate_config(config):
         if cause is None:
             raise
         key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
-        raise WorkflowError(f"Invalid config: config key '{key}': {cause.message}") from None
+        raise WorkflowError(
+            f"Invalid config: config key '{key}': {cause.message}"
+        ) from None
 
 
 def load_plan(config):
@@ -34,7 +36,9 @@ def check_dataset_folders(config, plan):
     used = {params["dataset"] for params in plan.runs.values()}
     for name in sorted(used):
         root = Path(config["datasets"][name]["path"])
-        missing = [p for p in (root, root / "train", root / "validation") if not p.is_dir()]
+        missing = [
+            p for p in (root, root / "train", root / "validation") if not p.is_dir()
+        ]
         if missing:
             raise WorkflowError(
                 f"Dataset '{name}': folder {missing[0]} does not exist (config key "

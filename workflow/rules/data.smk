@@ -4,8 +4,6 @@ rule prepare_data:
         dataset_folder,
     output:
         "results/data/{dataset}-{height}x{width}x{channels}.npz",
-    params:
-        classes=dataset_classes,
     log:
         "logs/prepare_data/{dataset}-{height}x{width}x{channels}.log",
     wildcard_constraints:
@@ -14,5 +12,9 @@ rule prepare_data:
         width="[0-9]+",
         channels="[13]",
     priority: 10
+    conda:
+        "../envs/cnnreg.yaml"
+    params:
+        classes=dataset_classes,
     script:
         "../scripts/prepare_data.py"

@@ -2,11 +2,13 @@ rule run_table:
     """Every unique run, every parameter, and the studies that use it."""
     output:
         "results/runs.tsv",
-    params:
-        plan=PLAN,
-    localrule: True
     log:
         "logs/run_table.log",
+    localrule: True
+    conda:
+        "../envs/cnnreg.yaml"
+    params:
+        plan=PLAN,
     script:
         "../scripts/run_table.py"
 
@@ -20,12 +22,14 @@ rule train:
         metrics="results/runs/{run}/metrics.json",
         model="results/runs/{run}/model.keras",
         params="results/runs/{run}/params.yaml",
-    params:
-        run=run_params,
     log:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    conda:
+        "../envs/cnnreg.yaml"
     threads: config["threads"]
+    params:
+        run=run_params,
     script:
         "../scripts/train.py"

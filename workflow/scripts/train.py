@@ -2,9 +2,9 @@ import time
 
 started = time.time()
 
-import logging  # noqa: E402
+import logging
 
-from cnnreg.train import train_run  # noqa: E402
+from cnnreg.train import train_run
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 train_run(

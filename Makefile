@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Both set up everything they need.
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+SNAKEMAKE := $(BIN)/snakemake
+DEMO := --configfile config/demo.yaml --cores $(CORES)
+
+.PHONY: install demo test lint format clean
+
+install: $(VENV)/.installed
+
+# CPU TensorFlow; on a GPU machine use `$(BIN)/pip install -e '.[gpu]'` instead.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/python -m cnnreg.synthetic data/demo
+	$(SNAKEMAKE) $(DEMO)
+	$(SNAKEMAKE) $(DEMO) --report results/report.html
+	@echo "Report: $(abspath results/report.html)"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check .
+	$(SNAKEMAKE) --lint $(DEMO)
+
+test: install lint
+	$(BIN)/pytest -ra
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt .
+
+clean:
+	rm -rf results logs benchmarks .snakemake

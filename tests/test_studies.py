@@ -1,0 +1,90 @@
+import pytest
+
+from cnnreg.studies import PARAMETERS, ConfigError, build_plan, normalise, run_id, runs_table
+
+
+def test_lab_config_expands_to_one_run_per_unique_parameter_set(lab_config):
+    plan = build_plan(lab_config)
+    # 4 studies x 2 variants x 3 seeds, no parameter set shared between tasks 1-3.
+    assert len(plan.runs) == 24
+    assert {name: len(s.runs) for name, s in plan.studies.items()} == {
+        "task1_batchnorm": 6,
+        "task1c_low_lr": 6,
+        "task2_dropout": 6,
+        "task3_spatial_dropout": 6,
+    }
+    task3 = [plan.runs[r] for r in plan.studies["task3_spatial_dropout"].runs]
+    assert {(p["spatial_dropout"], p["dropout"]) for p in task3} == {(0.1, 0.4), (0.0, 0.0)}
+    assert all(p["base"] == 64 and p["epochs"] == 150 and not p["batch_norm"] for p in task3)
+
+
+def test_grid_is_cartesian_and_crossed_with_variants_datasets_and_seeds(lab_config):
+    lab_config["studies"] = {
+        "s": {
+            "grid": {"batch_norm": [False, True], "lr": [1e-4, 1e-5, 1e-6]},
+            "variants": [{"dropout": 0.0}, {"dropout": 0.4}],
+            "datasets": ["skin", "bone"],
+            "seeds": [0, 1],
+        }
+    }
+    plan = build_plan(lab_config)
+    assert len(plan.runs) == 2 * 3 * 2 * 2 * 2
+    combos = {(p["batch_norm"], p["lr"], p["dropout"], p["dataset"], p["seed"]) for p in plan.runs.values()}
+    assert len(combos) == 48
+    assert set(plan.studies["s"].varied) == {"dataset", "batch_norm", "dropout", "lr"}
+
+
+def test_identical_runs_in_two_studies_train_once(lab_config):
+    lab_config["studies"]["again"] = {"set": {"lr": 1e-4, "epochs": 50}, "datasets": ["skin"], "seeds": [1]}
+    plan = build_plan(lab_config)
+    assert len(plan.runs) == 24
+    (shared,) = plan.studies["again"].runs
+    assert shared in plan.studies["task1_batchnorm"].runs
+    table = runs_table(plan).set_index("run")
+    assert table.loc[shared, "studies"] == "task1_batchnorm,again"
+    assert list(table.columns) == [*PARAMETERS, "studies"]
+
+
+def test_run_id_is_stable_and_canonical():
+    params = {
+        "model": "alexnet", "dataset": "skin", "base": 8, "dense": [64, 64], "head": "sigmoid",
+        "batch_norm": False, "dropout": 0, "spatial_dropout": 0, "lr": 0.0001, "optimizer": "adam",
+        "batch_size": 8, "epochs": 50, "image_size": [128, 128], "channels": 1, "augment": "none",
+        "seed": 0,
+    }  # fmt: skip
+    same = {**params, "dropout": 0.0, "lr": 1e-4}
+    assert run_id(params) == run_id(same) == run_id(dict(reversed(list(params.items()))))
+    assert run_id(params).startswith("alexnet-skin-")
+    assert run_id({**params, "seed": 1}) != run_id(params)
+    assert normalise(params)["dropout"] == 0.0 and isinstance(normalise(params)["dropout"], float)
+
+
+def test_editing_a_study_without_changing_parameters_keeps_run_ids(lab_config):
+    before = build_plan(lab_config)
+    lab_config["studies"]["task1_batchnorm"]["title"] = "renamed"
+    lab_config["studies"]["task1_batchnorm"]["grid"] = {"batch_norm": [True, False]}
+    after = build_plan(lab_config)
+    assert set(before.runs) == set(after.runs)
+
+
+def _study(config, name):
+    return config["studies"][name]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key_path"),
+    [
+        (lambda c: _study(c, "task1_batchnorm").update(datasets=["lungs"]), "studies.task1_batchnorm.datasets[0]"),
+        (lambda c: _study(c, "task2_dropout")["grid"].update(colour=[1]), "studies.task2_dropout.grid.colour"),
+        (lambda c: _study(c, "task2_dropout")["grid"].update(dropout=[0.1]), "studies.task2_dropout.grid.dropout"),
+        (lambda c: _study(c, "task1_batchnorm").update(baseline={"lr": 0.5}), "studies.task1_batchnorm.baseline"),
+        (lambda c: c["defaults"].pop("lr"), "defaults"),
+        (lambda c: _study(c, "task1c_low_lr")["grid"].update(batch_norm=[]), "studies.task1c_low_lr.grid.batch_norm"),
+    ],
+)
+def test_semantic_errors_name_the_key_path(lab_config, edit, key_path):
+    edit(lab_config)
+    with pytest.raises(ConfigError) as error:
+        build_plan(lab_config)
+    assert error.value.key_path == key_path
+    assert f"'{key_path}'" in str(error.value)
