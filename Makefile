@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SNAKEMAKE := $(BIN)/snakemake
 DEMO := --configfile config/demo.yaml --cores $(CORES)
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo-data demo test lint format clean
 
 install: $(VENV)/.installed
 
@@ -17,13 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: install
+# Generated, seeded demo images in the real layout (does nothing if they are there).
+demo-data: install
 	$(BIN)/python -m cnnreg.synthetic data/demo
+
+demo: install demo-data
 	$(SNAKEMAKE) $(DEMO)
 	$(SNAKEMAKE) $(DEMO) --report results/report.html
 	@echo "Report: $(abspath results/report.html)"
 
-lint: install
+lint: install demo-data
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check .

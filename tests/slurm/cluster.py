@@ -6,12 +6,20 @@ as child processes in the foreground (so each one is known by its PID), register
 in accounting and waits until the node is idle.  Leaving the ``with`` block cancels all jobs
 and stops every daemon it started, by PID, and checks that they are gone.
 
-Nothing is written to /etc: clients and daemons find ``slurm.conf`` through the
-``SLURM_CONF`` variable (``cluster.env``), and SLURM reads ``gres.conf``,
-``slurmdbd.conf`` and ``plugstack.conf`` from the same folder.  The only file outside the
-workdir it may touch is ``/usr/sbin/policy-rc.d``, and only while apt installs packages on a
-machine that lacks one: without it Debian's maintainer scripts start system-wide munge and
-MariaDB services, which this module did not start and so could not stop by PID.
+Daemons and clients find ``slurm.conf`` through the ``SLURM_CONF`` variable
+(``cluster.env``), and SLURM reads ``gres.conf``, ``slurmdbd.conf`` and ``plugstack.conf``
+from the same folder.  Two paths outside the workdir are touched, each for a reason:
+
+* ``/etc/slurm/slurm.conf`` becomes a symlink to the workdir's slurm.conf while the cluster
+  runs (removed on stop).  snakemake-executor-plugin-slurm's job step (plugin
+  slurm-jobstep 0.6) strips every ``SLURM_*`` variable but a few job ids from the
+  environment of the ``srun`` it runs inside each job, SLURM_CONF included, so that srun
+  only finds the cluster at the compiled-in default path; without the link every job fails
+  with "fetch_config: DNS SRV lookup failed".  An existing slurm.conf that is not such a
+  link is never replaced (ClusterError instead).
+* ``/usr/sbin/policy-rc.d``, only while apt installs packages on a machine that lacks one:
+  without it Debian's maintainer scripts start system-wide munge and MariaDB services,
+  which this module did not start and so could not stop by PID.
 
 Requires root (SlurmUser=root, mknod, apt-get).  Standard library only.
 """
@@ -32,10 +40,22 @@ from pathlib import Path
 
 PACKAGES = ["slurm-wlm", "slurmdbd", "munge", "mariadb-server"]
 REQUIRED_PROGRAMS = [
-    "munged", "mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin",
-    "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct", "sacctmgr", "scontrol", "sinfo",
+    "munged",
+    "mariadbd",
+    "mariadb-install-db",
+    "mariadb",
+    "mariadb-admin",
+    "slurmdbd",
+    "slurmctld",
+    "slurmd",
+    "sbatch",
+    "sacct",
+    "sacctmgr",
+    "scontrol",
+    "sinfo",
 ]
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")  # compiled into Debian's libslurm
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
 
 
@@ -74,10 +94,14 @@ def ensure_packages(timeout: float = 900) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     apt = ["apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confdef"]
     with _services_not_started_by_apt():
-        subprocess.run(["apt-get", "-q", "update"], env=env, check=True, timeout=timeout,
-                       capture_output=True)
-        subprocess.run([*apt, "install", "--no-install-recommends", *PACKAGES], env=env,
-                       check=True, timeout=timeout, capture_output=True)
+        subprocess.run(["apt-get", "-q", "update"], env=env, check=True, timeout=timeout, capture_output=True)
+        subprocess.run(
+            [*apt, "install", "--no-install-recommends", *PACKAGES],
+            env=env,
+            check=True,
+            timeout=timeout,
+            capture_output=True,
+        )
     if missing := missing_programs():
         raise ClusterError(f"still missing after apt-get install: {missing}")
 
@@ -140,8 +164,7 @@ class Daemon:
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             raise ClusterError(
-                f"{self.name} exited with status {self.process.returncode}; see {self.log}:\n"
-                + _tail(self.log)
+                f"{self.name} exited with status {self.process.returncode}; see {self.log}:\n" + _tail(self.log)
             )
 
     def stop(self, timeout: float = 30) -> None:
@@ -212,6 +235,7 @@ class SlurmCluster:
         self.daemons: list[Daemon] = []
         self.startup_seconds: float | None = None
         self.stray_pids_killed: list[int] = []
+        self._linked_default_conf = False
         self._db_password = secrets.token_hex(12)
 
     # paths -----------------------------------------------------------------------------------
@@ -269,6 +293,7 @@ class SlurmCluster:
             self._prepare_dirs()
             self.ports = {name: _free_port() for name in ("mysql", "dbd", "ctld", "slurmd")}
             self._write_configs()
+            self._link_default_conf()
             self._start_munge()
             self._start_mariadb()
             self._start_slurmdbd()
@@ -298,8 +323,9 @@ class SlurmCluster:
             except (ClusterError, subprocess.SubprocessError) as err:
                 errors.append(str(err))
         strays = self._kill_strays()
+        self._unlink_default_conf()
         survivors = [d for d in self.daemons if _pid_alive(d.pid)]
-        self.daemons = [] if not survivors else survivors
+        self.daemons = survivors
         if errors or survivors:
             raise ClusterError(f"could not stop everything: {errors} {survivors}")
         self.stray_pids_killed = strays
@@ -325,9 +351,7 @@ class SlurmCluster:
             key.write_bytes(secrets.token_bytes(1024))
         key.chmod(0o400)
         self.conf.write_text(self._slurm_conf())
-        self.path("etc", "gres.conf").write_text(
-            f"NodeName={self.node} Name=gpu File={self.gpu_device}\n"
-        )
+        self.path("etc", "gres.conf").write_text(f"NodeName={self.node} Name=gpu File={self.gpu_device}\n")
         # an empty plugstack.conf here keeps /etc/slurm/plugstack.conf out of the picture
         self.path("etc", "plugstack.conf").write_text("")
         dbd = self.path("etc", "slurmdbd.conf")
@@ -336,95 +360,128 @@ class SlurmCluster:
 
     def _slurm_conf(self) -> str:
         p, w = self.ports, self.workdir
-        return "\n".join([
-            f"ClusterName={self.cluster_name}",
-            f"SlurmctldHost={self.node}(127.0.0.1)",
-            "SlurmUser=root",
-            "SlurmdUser=root",
-            f"SlurmctldPort={p['ctld']}",
-            f"SlurmdPort={p['slurmd']}",
-            "AuthType=auth/munge",
-            "CredType=cred/munge",
-            f"AuthInfo=socket={self.munge_socket}",
-            f"StateSaveLocation={w}/state",
-            f"SlurmdSpoolDir={w}/spool",
-            f"SlurmctldPidFile={w}/run/slurmctld.pid",
-            f"SlurmdPidFile={w}/run/slurmd.pid",
-            f"SlurmctldLogFile={w}/log/slurmctld.log",
-            f"SlurmdLogFile={w}/log/slurmd.log",
-            "SlurmctldDebug=info",
-            "SlurmdDebug=info",
-            f"PlugStackConfig={w}/etc/plugstack.conf",
-            # no cgroups: 22.05 has no CgroupPlugin=disabled, and cgroup/v2 wants systemd
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_Core_Memory",
-            # without it a job that gives no --mem is allocated the whole node's memory
-            f"DefMemPerCPU={self.def_mem_per_cpu}",
-            "SchedulerType=sched/backfill",
-            "MpiDefault=none",
-            "ReturnToService=2",
-            # finished jobs stay visible to scontrol/squeue this many seconds
-            f"MinJobAge={self.min_job_age}",
-            "KillWait=5",
-            "MailProg=/bin/true",
-            "GresTypes=gpu",
-            "AccountingStorageType=accounting_storage/slurmdbd",
-            "AccountingStorageHost=127.0.0.1",
-            f"AccountingStoragePort={p['dbd']}",
-            # for the slurmdbd connection, this is the munge socket (AuthInfo is not used)
-            f"AccountingStoragePass={self.munge_socket}",
-            "AccountingStorageTRES=gres/gpu",
-            "JobAcctGatherType=jobacct_gather/linux",
-            "JobCompType=jobcomp/none",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={self.node} "
-            f"CPUs={self.cpus} RealMemory={self.real_memory} Gres=gpu:1 State=UNKNOWN",
-            f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ])
+        return "\n".join(
+            [
+                f"ClusterName={self.cluster_name}",
+                f"SlurmctldHost={self.node}(127.0.0.1)",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                f"SlurmctldPort={p['ctld']}",
+                f"SlurmdPort={p['slurmd']}",
+                "AuthType=auth/munge",
+                "CredType=cred/munge",
+                f"AuthInfo=socket={self.munge_socket}",
+                f"StateSaveLocation={w}/state",
+                f"SlurmdSpoolDir={w}/spool",
+                f"SlurmctldPidFile={w}/run/slurmctld.pid",
+                f"SlurmdPidFile={w}/run/slurmd.pid",
+                f"SlurmctldLogFile={w}/log/slurmctld.log",
+                f"SlurmdLogFile={w}/log/slurmd.log",
+                "SlurmctldDebug=info",
+                "SlurmdDebug=info",
+                f"PlugStackConfig={w}/etc/plugstack.conf",
+                # no cgroups: 22.05 has no CgroupPlugin=disabled, and cgroup/v2 wants systemd
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core_Memory",
+                # without it a job that gives no --mem is allocated the whole node's memory
+                f"DefMemPerCPU={self.def_mem_per_cpu}",
+                "SchedulerType=sched/backfill",
+                "MpiDefault=none",
+                "ReturnToService=2",
+                # finished jobs stay visible to scontrol/squeue this many seconds
+                f"MinJobAge={self.min_job_age}",
+                "KillWait=5",
+                "MailProg=/bin/true",
+                "GresTypes=gpu",
+                "AccountingStorageType=accounting_storage/slurmdbd",
+                "AccountingStorageHost=127.0.0.1",
+                f"AccountingStoragePort={p['dbd']}",
+                # for the slurmdbd connection, this is the munge socket (AuthInfo is not used)
+                f"AccountingStoragePass={self.munge_socket}",
+                "AccountingStorageTRES=gres/gpu",
+                # sacct --format=Comment then shows the plugin's "rule_<name>" job comments
+                "AccountingStoreFlags=job_comment",
+                "JobAcctGatherType=jobacct_gather/linux",
+                "JobCompType=jobcomp/none",
+                f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={self.node} "
+                f"CPUs={self.cpus} RealMemory={self.real_memory} Gres=gpu:1 State=UNKNOWN",
+                f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
 
     def _slurmdbd_conf(self) -> str:
         w = self.workdir
-        return "\n".join([
-            "AuthType=auth/munge",
-            f"AuthInfo=socket={self.munge_socket}",
-            f"DbdHost={self.node}",
-            "DbdAddr=127.0.0.1",
-            f"DbdPort={self.ports['dbd']}",
-            "SlurmUser=root",
-            f"PidFile={w}/run/slurmdbd.pid",
-            f"LogFile={w}/log/slurmdbd.log",
-            "DebugLevel=info",
-            "StorageType=accounting_storage/mysql",
-            "StorageHost=127.0.0.1",
-            f"StoragePort={self.ports['mysql']}",
-            "StorageUser=slurm",
-            f"StoragePass={self._db_password}",
-            "StorageLoc=slurm_acct_db",
-            "",
-        ])
+        return "\n".join(
+            [
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={self.munge_socket}",
+                f"DbdHost={self.node}",
+                "DbdAddr=127.0.0.1",
+                f"DbdPort={self.ports['dbd']}",
+                "SlurmUser=root",
+                f"PidFile={w}/run/slurmdbd.pid",
+                f"LogFile={w}/log/slurmdbd.log",
+                "DebugLevel=info",
+                "StorageType=accounting_storage/mysql",
+                "StorageHost=127.0.0.1",
+                f"StoragePort={self.ports['mysql']}",
+                "StorageUser=slurm",
+                f"StoragePass={self._db_password}",
+                "StorageLoc=slurm_acct_db",
+                "",
+            ]
+        )
+
+    def _link_default_conf(self) -> None:
+        """Point /etc/slurm/slurm.conf at our slurm.conf (see the module docstring for why)."""
+        if DEFAULT_CONF.is_symlink() and not DEFAULT_CONF.exists():
+            DEFAULT_CONF.unlink()  # dangling: left by a cluster that was not stopped
+        if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
+            raise ClusterError(
+                f"{DEFAULT_CONF} exists (a real SLURM, or another test cluster running); refusing to replace it"
+            )
+        DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+        DEFAULT_CONF.symlink_to(self.conf)
+        self._linked_default_conf = True
+
+    def _unlink_default_conf(self) -> None:
+        if self._linked_default_conf and DEFAULT_CONF.is_symlink() and DEFAULT_CONF.readlink() == self.conf:
+            DEFAULT_CONF.unlink()
+        self._linked_default_conf = False
 
     def _spawn(self, name: str, argv: list[str]) -> Daemon:
         log = self.path("log", f"{name}.out")
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=self.env, cwd=self.workdir, start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.workdir,
+                start_new_session=True,
             )
         daemon = Daemon(name, process, log)
         self.daemons.append(daemon)
         return daemon
 
     def _start_munge(self) -> None:
-        d = self._spawn("munged", [
-            "munged", "--foreground", "--force",
-            f"--key-file={self.path('munge', 'munge.key')}",
-            f"--socket={self.munge_socket}",
-            f"--pid-file={self.path('run', 'munged.pid')}",
-            f"--seed-file={self.path('munge', 'munged.seed')}",
-            f"--log-file={self.path('log', 'munged.log')}",
-        ])
+        d = self._spawn(
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--key-file={self.path('munge', 'munge.key')}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={self.path('run', 'munged.pid')}",
+                f"--seed-file={self.path('munge', 'munged.seed')}",
+                f"--log-file={self.path('log', 'munged.log')}",
+            ],
+        )
         _wait_for("munged", lambda: self._alive_and(d, self._munge_works), 20)
 
     def _munge_works(self) -> bool:
@@ -432,25 +489,41 @@ class SlurmCluster:
         cred = subprocess.run(["munge", sock, "-n"], capture_output=True, timeout=10)
         if cred.returncode:
             return False
-        check = subprocess.run(["unmunge", sock], input=cred.stdout, capture_output=True,
-                               timeout=10)
+        check = subprocess.run(["unmunge", sock], input=cred.stdout, capture_output=True, timeout=10)
         return check.returncode == 0
 
     def _start_mariadb(self) -> None:
         datadir = self.path("mysql")
         if not datadir.joinpath("mysql").exists():
             subprocess.run(
-                ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
-                 "--auth-root-authentication-method=socket", "--skip-test-db"],
-                check=True, capture_output=True, timeout=120,
+                [
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    f"--datadir={datadir}",
+                    "--user=root",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
             )
-        d = self._spawn("mariadbd", [
-            "mariadbd", "--no-defaults", f"--datadir={datadir}", "--user=root",
-            f"--socket={self.mysql_socket}", f"--port={self.ports['mysql']}",
-            "--bind-address=127.0.0.1", f"--pid-file={self.path('run', 'mariadbd.pid')}",
-            f"--log-error={self.path('log', 'mariadbd.log')}",
-            "--skip-name-resolve", "--innodb-lock-wait-timeout=900",
-        ])
+        d = self._spawn(
+            "mariadbd",
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--user=root",
+                f"--socket={self.mysql_socket}",
+                f"--port={self.ports['mysql']}",
+                "--bind-address=127.0.0.1",
+                f"--pid-file={self.path('run', 'mariadbd.pid')}",
+                f"--log-error={self.path('log', 'mariadbd.log')}",
+                "--skip-name-resolve",
+                "--innodb-lock-wait-timeout=900",
+            ],
+        )
         _wait_for("mariadbd", lambda: self._alive_and(d, self._mariadb_ping), 60)
         pw = self._db_password
         self._sql(
@@ -461,15 +534,18 @@ class SlurmCluster:
 
     def _mariadb_ping(self) -> bool:
         r = subprocess.run(
-            ["mariadb-admin", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot",
-             "ping"], capture_output=True, timeout=10,
+            ["mariadb-admin", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot", "ping"],
+            capture_output=True,
+            timeout=10,
         )
         return r.returncode == 0
 
     def _sql(self, statements: str) -> None:
         subprocess.run(
-            ["mariadb", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot",
-             "-e", statements], check=True, capture_output=True, timeout=30,
+            ["mariadb", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot", "-e", statements],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
 
     def _start_slurmdbd(self) -> None:
@@ -485,10 +561,15 @@ class SlurmCluster:
         user = getpass.getuser()
         for args in (
             ["add", "cluster", self.cluster_name],
-            ["add", "account", self.account, f"Cluster={self.cluster_name}",
-             "Description=tests", "Organization=tests"],
-            ["add", "user", user, f"Account={self.account}", f"DefaultAccount={self.account}",
-             f"Cluster={self.cluster_name}"],
+            ["add", "account", self.account, f"Cluster={self.cluster_name}", "Description=tests", "Organization=tests"],
+            [
+                "add",
+                "user",
+                user,
+                f"Account={self.account}",
+                f"DefaultAccount={self.account}",
+                f"Cluster={self.cluster_name}",
+            ],
         ):
             r = self.run(["sacctmgr", "-i", *args], check=False, timeout=30)
             if r.returncode and "already exist" not in (r.stdout + r.stderr).lower():
@@ -512,11 +593,11 @@ class SlurmCluster:
 
     # queries -----------------------------------------------------------------------------------
 
-    def run(self, argv: list[str], *, check: bool = True, timeout: float = 60,
-            **kwargs) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], *, check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
         """Run a SLURM client against this cluster (text output, bounded by ``timeout``)."""
-        return subprocess.run(argv, env=self.env, capture_output=True, text=True,
-                              check=check, timeout=timeout, **kwargs)
+        return subprocess.run(
+            argv, env=self.env, capture_output=True, text=True, check=check, timeout=timeout, **kwargs
+        )
 
     def node_state(self) -> str:
         """e.g. 'idle', 'mixed', 'allocated', 'drained', 'down*'."""
@@ -533,8 +614,7 @@ class SlurmCluster:
             if state.startswith(("drain", "down")) and "unknown" not in state:
                 reason = self.run(["sinfo", "-h", "-R", "-o", "%E"], timeout=20).stdout
                 if time.monotonic() - t0 > 15:  # slurmd may still be registering
-                    raise ClusterError(f"node is {state}: {reason.strip()}\n"
-                                       + _tail(self.path("log", "slurmd.log")))
+                    raise ClusterError(f"node is {state}: {reason.strip()}\n" + _tail(self.path("log", "slurmd.log")))
             return state == "idle"
 
         t0 = time.monotonic()
@@ -559,8 +639,17 @@ class SlurmCluster:
 
     def wait_job(self, job_id: str, timeout: float = 120) -> str:
         """Wait until the job has finished; return its final state (COMPLETED, FAILED...)."""
-        done = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-                "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+        done = {
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+            "TIMEOUT",
+            "OUT_OF_MEMORY",
+            "NODE_FAIL",
+            "BOOT_FAIL",
+            "DEADLINE",
+            "PREEMPTED",
+        }
 
         def finished():
             state = self.job_state(job_id)
@@ -568,19 +657,19 @@ class SlurmCluster:
 
         return _wait_for(f"job {job_id}", finished, timeout)
 
-    def sacct(self, job_id: str | None = None,
-              fields: str = "JobID,JobName,State,ExitCode,AllocTRES,ReqTRES",
-              *extra: str) -> list[dict[str, str]]:
+    def sacct(
+        self, job_id: str | None = None, fields: str = "JobID,JobName,State,ExitCode,AllocTRES,ReqTRES", *extra: str
+    ) -> list[dict[str, str]]:
         """Rows of sacct (all steps) as dicts; all jobs of the last day if ``job_id`` is None."""
         argv = ["sacct", "--parsable2", "--noheader", f"--format={fields}", *extra]
         argv += ["-j", str(job_id)] if job_id else ["--starttime", "now-1days"]
         r = self.run(argv, timeout=30)
         names = fields.split(",")
-        return [dict(zip(names, line.split("|"), strict=False))
-                for line in r.stdout.splitlines() if line]
+        return [dict(zip(names, line.split("|"), strict=False)) for line in r.stdout.splitlines() if line]
 
     def wait_sacct(self, job_id: str, timeout: float = 60) -> list[dict[str, str]]:
         """sacct rows once slurmdbd has the job's final state (it lags slurmctld a little)."""
+
         def final():
             rows = self.sacct(job_id)
             head = [r for r in rows if r.get("JobID") == str(job_id)]
@@ -599,43 +688,65 @@ class SlurmCluster:
         jobs = self.queued_jobs()
         if jobs:
             self.run(["scancel", *jobs], check=False, timeout=20)
-            _wait_for("cancelled jobs to leave the queue",
-                      lambda: not [j for j in self.queued_jobs()
-                                   if self.job_state(j) in ("PENDING", "RUNNING",
-                                                            "COMPLETING", "CONFIGURING")],
-                      timeout)
+            _wait_for(
+                "cancelled jobs to leave the queue",
+                lambda: (
+                    not [
+                        j
+                        for j in self.queued_jobs()
+                        if self.job_state(j) in ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING")
+                    ]
+                ),
+                timeout,
+            )
 
     # teardown helpers --------------------------------------------------------------------------
 
     def _kill_strays(self) -> list[int]:
-        """SIGKILL processes (not us, not our ancestors) whose environ has our SLURM_CONF."""
+        """SIGKILL processes left behind by this cluster, by PID; return their PIDs.
+
+        A stray is a process (other than us and our ancestors) whose environment carries
+        this cluster's SLURM_CONF (slurmstepd, batch scripts), or a descendant of one (the
+        plugin's srun steps run without SLURM_CONF).  Normally there are none: stop()
+        cancels all jobs first.
+        """
         marker = f"SLURM_CONF={self.conf}".encode()
         spared = _ancestors(os.getpid())
-        killed = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) in spared:
-                continue
-            try:
-                environ = proc.joinpath("environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if marker in environ:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    killed.append(int(proc.name))
-        for pid in killed:
+        parents = _parent_map()
+        marked = {pid for pid in parents if pid not in spared and marker in _environ(pid)}
+        strays = {pid for pid in parents if pid not in spared and _ancestors(pid, parents) & marked}
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in strays:
             _wait_for(f"stray pid {pid} to die", lambda p=pid: not _pid_alive(p), 10, 0.1)
-        return killed
+        return sorted(strays)
 
 
-def _ancestors(pid: int) -> set[int]:
+def _parent_map() -> dict[int, int]:
+    """pid -> parent pid for every process we can see."""
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = proc.joinpath("stat").read_text()
+                parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def _ancestors(pid: int, parents: dict[int, int] | None = None) -> set[int]:
+    """``pid`` and all its ancestors up to init."""
+    parents = _parent_map() if parents is None else parents
     chain = {pid}
-    while pid > 1:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    while pid in parents and parents[pid] > 1 and parents[pid] not in chain:
+        pid = parents[pid]
         chain.add(pid)
     return chain
 
