@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
 
 from cnnreg.studies import PARAMETERS
-from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -77,7 +77,7 @@ def test_run_outputs_meet_their_contracts(project):
         assert history["epoch"].tolist() == [1, 2]
         assert history[["loss", "accuracy", "val_loss", "val_accuracy"]].notna().all().all()
         assert history["lr"].to_numpy() == pytest.approx([1e-3, 1e-3]) and (history["seconds"] > 0).all()
-        assert METRICS_KEYS <= set(metrics)
+        assert set(metrics) >= METRICS_KEYS
         assert metrics["run"] == run and metrics["params"] == params and metrics["seed"] == params["seed"]
         assert metrics["final"]["val_accuracy"] == pytest.approx(history["val_accuracy"].iloc[-1])
         assert metrics["best"]["val_accuracy"] == pytest.approx(history["val_accuracy"].max())
@@ -102,7 +102,7 @@ def test_summary_numbers_match_the_histories(project):
         history = pd.read_csv(root / "results/runs" / row["run"] / "history.csv")
         assert row["final_accuracy"] == pytest.approx(history["accuracy"].iloc[-1])
         assert row["best_val_accuracy"] == pytest.approx(history["val_accuracy"].max())
-    for variant, group in summary.groupby("variant"):
+    for _, group in summary.groupby("variant"):
         values = group["final_val_accuracy"].to_numpy()
         assert group["final_val_accuracy_mean"].iloc[0] == pytest.approx(values.mean())
         half_width = 12.706 * values.std(ddof=1) / np.sqrt(2)  # t(0.975, 1 dof)
