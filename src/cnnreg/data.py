@@ -117,22 +117,14 @@ def scan_dataset(root, classes=None):
         raise DatasetError(f"dataset folder {root} does not exist; {_LAYOUT}")
     folders = {split: _class_folders(root, split) for split in SPLITS}
     classes = _resolve_classes(root, folders, classes)
-    images = {
-        (split, name): sorted(_image_names(root / split / name))
-        for split in SPLITS
-        for name in classes
-    }
+    images = {(split, name): sorted(_image_names(root / split / name)) for split in SPLITS for name in classes}
     empty = [str(root / split / name) for (split, name), found in images.items() if not found]
     if empty:
-        raise DatasetError(
-            f"class folders without images: {', '.join(empty)}; add images to them; {_LAYOUT}"
-        )
+        raise DatasetError(f"class folders without images: {', '.join(empty)}; add images to them; {_LAYOUT}")
     listing = {"classes": classes}
     for split in SPLITS:
         listing[split] = sorted(
-            (f"{split}/{name}/{image}", label)
-            for label, name in enumerate(classes)
-            for image in images[split, name]
+            (f"{split}/{name}/{image}", label) for label, name in enumerate(classes) for image in images[split, name]
         )
     return listing
 
@@ -168,7 +160,8 @@ def read_image(path, image_size, channels):
     try:
         image = skimage.io.imread(path)
     except Exception as error:  # decoders raise many types for bad files
-        raise DatasetError(f"cannot decode image {path}: {error}") from error
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DatasetError(f"cannot decode image {path} ({reason})") from error
     image = _to_channels(_color_planes(img_as_float(image), path), channels)
     image = resize(image, (height, width, channels), anti_aliasing=True)
     return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
@@ -265,9 +258,7 @@ def load_cache(path):
 def _check_size(image_size):
     pair = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
     if len(pair) != 2 or not all(_is_positive_int(side) for side in pair):
-        raise ValueError(
-            f"image_size must be a positive int or [height, width], got {image_size!r}"
-        )
+        raise ValueError(f"image_size must be a positive int or [height, width], got {image_size!r}")
     return int(pair[0]), int(pair[1])
 
 
@@ -298,15 +289,8 @@ def _resolve_classes(root, folders, classes):
         raise DatasetError(f"classes for {root} must be a list of folder names, got {classes!r}")
     classes = [str(name) for name in classes]
     if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise DatasetError(
-            f"classes for {root} must name at least two distinct folders, got {classes}"
-        )
-    missing = [
-        f"{root / split / name}"
-        for split in SPLITS
-        for name in classes
-        if name not in folders[split]
-    ]
+        raise DatasetError(f"classes for {root} must name at least two distinct folders, got {classes}")
+    missing = [f"{root / split / name}" for split in SPLITS for name in classes if name not in folders[split]]
     if missing:
         raise DatasetError(
             f"class folders named in classes do not exist: {', '.join(missing)}; "
@@ -329,8 +313,7 @@ def _default_classes(root, folders):
         )
     if len(train) < 2:
         raise DatasetError(
-            f"dataset {root} needs at least two class folders per split, "
-            f"found {sorted(train) or 'none'}; {_LAYOUT}"
+            f"dataset {root} needs at least two class folders per split, found {sorted(train) or 'none'}; {_LAYOUT}"
         )
     return sorted(train)
 
@@ -348,10 +331,7 @@ def _color_planes(image, path):
         return image[..., np.newaxis]
     if image.ndim == 3 and image.shape[-1] in (1, 2, 3, 4):
         return image[..., : 3 if image.shape[-1] >= 3 else 1]
-    raise DatasetError(
-        f"image {path} has shape {image.shape}; "
-        "expected one 2-D gray, gray + alpha, RGB or RGBA image"
-    )
+    raise DatasetError(f"image {path} has shape {image.shape}; expected one 2-D gray, gray + alpha, RGB or RGBA image")
 
 
 def _to_channels(image, channels):

@@ -104,7 +104,7 @@ def femur_image(rng, atypical, size=128):
     shaft = _Shaft.draw(rng, size)
     intact = shaft.render()
     broken = shaft.render(**_fracture(rng, strength, shaft))
-    box = _bounding_box(np.abs(broken - intact) > 0.5 / 255, size)
+    box = _bounding_box(broken != intact, size)
     return _finish(rng, _radiograph_background(rng, shaft, size) + broken), box
 
 
@@ -144,10 +144,7 @@ def make_demo_datasets(out_dir, n_train=200, n_val=60, size=128, seed=0):
     FileExistsError
         If ``out_dir/Skin`` or ``out_dir/Bone`` already exists.
     """
-    _check_int("n_train", n_train, minimum=1)
-    _check_int("n_val", n_val, minimum=1)
-    _check_int("size", size, minimum=_MIN_SIZE)
-    _check_int("seed", seed, minimum=0)
+    _check_arguments(n_train, n_val, size, seed)
     roots = {name: Path(out_dir) / name for name in DATASETS}
     existing = [str(root) for root in roots.values() if root.exists()]
     if existing:
@@ -171,6 +168,10 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=128, help="image height and width")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args(argv)
+    try:
+        _check_arguments(args.n_train, args.n_val, args.size, args.seed)
+    except ValueError as error:
+        parser.error(str(error))
     out_dir = args.out_dir
     if all((out_dir / name / "evidence.csv").is_file() for name in DATASETS):
         print(f"{out_dir} already holds the {' and '.join(DATASETS)} demo datasets; nothing to do")
@@ -186,6 +187,13 @@ def main(argv=None):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     print(f"wrote the {' and '.join(DATASETS)} demo datasets to {out_dir}")
+
+
+def _check_arguments(n_train, n_val, size, seed):
+    _check_int("n_train", n_train, minimum=1)
+    _check_int("n_val", n_val, minimum=1)
+    _check_int("size", size, minimum=_MIN_SIZE)
+    _check_int("seed", seed, minimum=0)
 
 
 def _check_int(name, value, minimum):
@@ -211,10 +219,15 @@ def _write_dataset(root, spec, counts, size, key):
 
 
 def _strength(rng, positive):
-    """Evidence strength in [0, 1]; weak positives overlap the negatives."""
+    """Evidence strength in [0, 1]; weak positives overlap the negatives.
+
+    Both classes draw the same numbers here, so with the same generator state
+    the two classes' images differ only where the evidence is.
+    """
+    weak, level = rng.random(2)
     if not positive:
-        return rng.uniform(0.0, 0.25)
-    return rng.uniform(0.0, 0.6) if rng.random() < _WEAK_FRACTION else rng.uniform(0.6, 1.0)
+        return 0.25 * level
+    return 0.6 * level if weak < _WEAK_FRACTION else 0.6 + 0.4 * level
 
 
 def _grid(size):
@@ -328,8 +341,8 @@ class _Shaft:
 
     def render(self, beak=0.0, site=0.0, side=1.0, angle=0.0, gap=0.0):
         """Bone intensity; a beak thickens the cortex on one `side` at `site`, a gap cuts it."""
-        bump = beak * np.exp(-(((self.along - site) / (0.07 * self.size)) ** 2))
-        bump = bump * (np.sign(self.across) == side)
+        reach = np.clip(1.0 - ((self.along - site) / (0.14 * self.size)) ** 2, 0.0, 1.0)
+        bump = beak * reach**2 * (np.sign(self.across) == side)
         distance = np.abs(self.across)
         bone = np.clip(self.width / 2 + bump - distance + 0.5, 0.0, 1.0)
         canal = np.clip(self.width / 2 - self.cortex - 0.6 * bump - distance + 0.5, 0.0, 1.0)

@@ -14,8 +14,8 @@ def validate_config(config):
     try:
         validate(config, workflow.source_path("../../config/schema.yaml"))
     except WorkflowError as error:
-        cause = next((a for a in error.args if isinstance(a, ValidationError)), None)
-        if cause is None:
+        cause = error.__context__
+        if not isinstance(cause, ValidationError):
             raise
         key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
         raise WorkflowError(

@@ -1,0 +1,80 @@
+"""Bad configs fail when the workflow is parsed, before any job, naming the key path."""
+
+import copy
+import re
+
+import pytest
+from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("data"), n_train=2, n_val=1, size=32)
+
+
+def good_config(datasets):
+    return copy.deepcopy(
+        {
+            "datasets": datasets,
+            "defaults": TINY_DEFAULTS,
+            "studies": {
+                "s": {"grid": {"batch_norm": [False, True]}, "datasets": ["skin"], "seeds": [0]},
+            },
+        }
+    )
+
+
+def _set(path, value):
+    def edit(config):
+        *parents, last = path
+        target = config
+        for key in parents:
+            target = target[key]
+        target[last] = value
+
+    return edit
+
+
+MALFORMED = [
+    (_set(["studies", "s", "set"], {"model": "resnet"}), "studies.s.set.model", "'resnet' is not one of"),
+    (_set(["defaults", "lr"], -0.1), "defaults.lr", "less than or equal to the minimum"),
+    (_set(["studies", "s", "colour"], "red"), "studies.s", "'colour' was unexpected"),
+    (_set(["studies", "s", "datasets"], ["lungs"]), "studies.s.datasets[0]", "not under 'datasets'"),
+    (_set(["studies", "s", "grid"], {"momentum": [0.9]}), "studies.s.grid", "'momentum' was unexpected"),
+    (_set(["studies", "s", "set"], {"dropout": 1.5}), "studies.s.set.dropout", "greater than or equal to"),
+    (_set(["defaults", "image_size"], [128]), "defaults.image_size", "too short"),
+    (_set(["datasets", "skin"], {"classes": ["Mel", "Nevi"]}), "datasets.skin", "'path' is a required property"),
+    (_set(["studies", "s", "seeds"], []), "studies.s.seeds", "should be non-empty"),
+    (_set(["studies", "s", "set"], {"batch_norm": True}), "studies.s.grid.batch_norm", "also fixed in 'set'"),
+    (_set(["unknown_top_level"], 1), "(top level)", "'unknown_top_level' was unexpected"),
+]
+
+
+@pytest.mark.parametrize(("edit", "key_path", "problem"), MALFORMED)
+def test_malformed_config_fails_at_parse_time_naming_the_key(tmp_path, datasets, edit, key_path, problem):
+    config = good_config(datasets)
+    edit(config)
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"config key '{key_path}'" in output, output
+    assert problem in output, output
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_folder_names_path_layout_and_demo(tmp_path, datasets):
+    config = good_config(datasets)
+    config["datasets"]["skin"]["path"] = "data/Skin"
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "data/Skin does not exist" in output
+    assert "data/Skin/train/<class>/<images>" in output and "make demo" in output
+
+
+def test_good_config_dry_run_lists_one_train_job_per_run(tmp_path, datasets):
+    write_config(tmp_path, good_config(datasets))
+    result = snakemake(tmp_path, "--dry-run")
+    assert re.search(r"^train\s+2$", result.stdout, flags=re.MULTILINE), result.stdout

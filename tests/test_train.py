@@ -1,0 +1,101 @@
+"""Training runs: determinism, and resuming after a real training process is killed."""
+
+import signal
+import time
+
+import pandas as pd
+import psutil
+import pytest
+from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
+
+from cnnreg.data import prepare_cache
+from cnnreg.train import HISTORY_COLUMNS, roc_auc, train_run
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    datasets = make_data(root / "data")
+    path = root / "skin.npz"
+    prepare_cache(datasets["skin"]["path"], path, image_size=(32, 32), channels=1)
+    return path
+
+
+def test_same_seed_same_parameters_same_history(cache, tmp_path):
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 7, "epochs": 3, "batch_norm": True, "dropout": 0.4}
+    first = train_run("a", params, cache, tmp_path / "a")
+    second = train_run("b", params, cache, tmp_path / "b")
+    other = train_run("c", {**params, "seed": 8}, cache, tmp_path / "c")
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    history = {name: pd.read_csv(tmp_path / name / "history.csv")[columns] for name in "abc"}
+    pd.testing.assert_frame_equal(history["a"], history["b"])
+    assert not history["a"].equals(history["c"])
+    assert first["final"] == second["final"] and first["val_auc"] == second["val_auc"]
+    assert other["seed"] == 8
+
+
+def test_roc_auc_ranks_scores():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert roc_auc([1, 1], [0.2, 0.3]) is None
+
+
+def _training_process(snakemake_process):
+    for child in psutil.Process(snakemake_process.pid).children(recursive=True):
+        if any("train.py" in part for part in child.cmdline()):
+            return child
+    return None
+
+
+def _wait_for_epochs(history, count, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if history.exists() and len(pd.read_csv(history)) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{history} did not reach {count} epochs in {timeout} s")
+
+
+@pytest.mark.workflow
+def test_killed_training_resumes_from_last_finished_epoch(tmp_path):
+    epochs = 8
+    write_config(
+        tmp_path,
+        {
+            "datasets": make_data(tmp_path / "data", n_train=40, n_val=8, size=48),
+            "defaults": {**TINY_DEFAULTS, "epochs": epochs, "batch_size": 2, "image_size": [48, 48]},
+            "threads": 1,
+            "studies": {"one": {"datasets": ["skin"], "seeds": [0]}},
+        },
+    )
+    runner = snakemake(tmp_path, "--cores", "1", background=True)
+    (run_dir,) = _run_dirs(tmp_path, timeout=120)
+    _wait_for_epochs(run_dir / "resume" / "history.csv", 2, timeout=300)
+    trainer = _training_process(runner)
+    assert trainer is not None, "no training process found"
+    trainer.send_signal(signal.SIGKILL)
+    output, _ = runner.communicate(timeout=120)
+    assert runner.returncode != 0, output
+    kept = pd.read_csv(run_dir / "resume" / "history.csv")
+    assert 2 <= len(kept) < epochs
+    assert not (run_dir / "metrics.json").exists()
+
+    snakemake(tmp_path, "--cores", "1")
+
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, epochs + 1))
+    pd.testing.assert_frame_equal(history.iloc[: len(kept)], kept)
+    log = (tmp_path / "logs" / "train" / f"{run_dir.name}.log").read_text()
+    assert f"resuming {run_dir.name} after epoch {len(kept)} of {epochs}" in log
+    assert not (run_dir / "resume").exists()
+
+
+def _run_dirs(project, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = project / "results" / "runs"
+        if runs.exists() and any(runs.iterdir()):
+            return list(runs.iterdir())
+        time.sleep(0.2)
+    raise AssertionError("no run folder appeared")
