@@ -1,5 +1,6 @@
 """Config validation, the run plan, and the lookups every rule uses."""
 
+import math
 from pathlib import Path
 
 from jsonschema import ValidationError
@@ -66,6 +67,29 @@ def run_cache(wildcards):
 
 def run_params(wildcards):
     return PLAN.runs[wildcards.run]
+
+
+# Generous GPU seconds per epoch of 1000 images at 128x128 and the lab's base width; a run's
+# estimate scales with its pixels and base. Used only to size SLURM time limits.
+EPOCH_SECONDS = {"alexnet": (8, 6.0), "vgg16": (32, 30.0)}
+
+
+def train_runtime(wildcards, attempt):
+    """SLURM time limit in minutes, estimated from the run's size and grown per attempt.
+
+    A job that hits its limit is resubmitted (the profile's `retries`) with a longer one and
+    resumes from its last finished epoch.
+    """
+    params = PLAN.runs[wildcards.run]
+    lab_base, seconds = EPOCH_SECONDS[params["model"]]
+    height, width = params["image_size"]
+    scale = (height * width) / 128**2 * max(1.0, params["base"] / lab_base)
+    return attempt * math.ceil(10 + params["epochs"] * seconds * scale / 60)
+
+
+def train_mem_mb(wildcards, attempt):
+    """Host memory for TensorFlow and a decoded dataset of the lab's size, grown per attempt."""
+    return attempt * 8000
 
 
 def dataset_folder(wildcards):

@@ -26,9 +26,14 @@ rule train:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    group:
+        "pack"
     conda:
         "../envs/cnnreg.yaml"
     threads: config["threads"]
+    resources:
+        runtime=train_runtime,
+        mem_mb=train_mem_mb,
     params:
         run=run_params,
     script:
