@@ -118,8 +118,8 @@ def test_melanomas_are_darker_inside_their_box():
 def test_classes_differ_only_inside_the_evidence_boxes(draw):
     """From the same generator state both classes draw the same nuisances; only evidence differs."""
     for i in range(8):
-        positive, box_p = draw(np.random.default_rng(i), True, 64)
-        negative, box_n = draw(np.random.default_rng(i), False, 64)
+        positive, box_p = draw(np.random.default_rng(i), True, 128)
+        negative, box_n = draw(np.random.default_rng(i), False, 128)
         changed = positive != negative
         if changed.ndim == 3:
             changed = changed.any(axis=-1)

@@ -88,7 +88,7 @@ def test_killed_training_resumes_from_last_finished_epoch(tmp_path):
     pd.testing.assert_frame_equal(history.iloc[: len(kept)], kept)
     log = (tmp_path / "logs" / "train" / f"{run_dir.name}.log").read_text()
     assert f"resuming {run_dir.name} after epoch {len(kept)} of {epochs}" in log
-    assert not (run_dir / "resume").exists()
+    assert [p.name for p in (run_dir / "resume").glob("state-*")] == [f"state-epoch{epochs}.keras"]
 
 
 def _run_dirs(project, timeout):
@@ -99,3 +99,17 @@ def _run_dirs(project, timeout):
             return list(runs.iterdir())
         time.sleep(0.2)
     raise AssertionError("no run folder appeared")
+
+
+def test_finished_run_whose_outputs_were_deleted_is_rewritten_without_retraining(cache, tmp_path, caplog):
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 2}
+    first = train_run("r", params, cache, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    for output in ("history.csv", "metrics.json", "model.keras", "params.yaml"):
+        (tmp_path / output).unlink()
+    with caplog.at_level("INFO", logger="cnnreg.train"):
+        again = train_run("r", params, cache, tmp_path)
+    assert "finished all 2 epochs before" in caplog.text
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv"), history)  # same seconds: not retrained
+    assert again["final"] == first["final"] and again["confusion_matrix"] == first["confusion_matrix"]
+    assert (tmp_path / "model.keras").exists() and (tmp_path / "params.yaml").exists()

@@ -13,11 +13,13 @@ box of every pixel that carries class evidence (to check Grad-CAM against):
     Atypical fractures (AFF) are transverse with a cortical "beak"; normal
     ones (NFF) are oblique.
 
-The strength of the evidence is drawn per image and a fifth of the first
-class (Mel, AFF) is weak enough to pass for the second, so a small CNN
-learns the task well but not perfectly. Skin tone, lesion size and shape,
-shaft width and tilt, positions, brightness, contrast and noise vary alike
-in both classes.
+The strength of the evidence is drawn per image. A fifth of the first class
+(Mel, AFF) carries weak evidence, some of it no stronger than the second
+class's, so a small CNN learns the task well but not perfectly. Skin tone,
+lesion size and shape, hairs, shaft width and tilt, positions, brightness,
+contrast and noise vary alike in both classes: drawn from the same generator
+state, a Mel and a Nevi image (or AFF and NFF) differ only inside their
+evidence boxes.
 
 Run ``python -m cnnreg.synthetic OUT_DIR`` to write both datasets into
 ``OUT_DIR/Skin`` and ``OUT_DIR/Bone``.
@@ -290,8 +292,8 @@ def _lesion_mask(rng, strength, size):
 
 def _lesion_pigment(rng, strength, size):
     """Brown pigment, darker and with black and blue-gray blotches as `strength` grows."""
-    brown = np.array([0.62, 0.42, 0.3]) * rng.uniform(0.75, 1.1) * (1.0 - 0.25 * strength)
-    black = _blotches(rng, strength, size, coverage=2.6)
+    brown = np.array([0.62, 0.42, 0.3]) * rng.uniform(0.75, 1.1) * (1.0 - 0.1 * strength)
+    black = _blotches(rng, strength, size, coverage=1.9)
     veil = _blotches(rng, strength, size, coverage=1.6)
     pigment = brown + veil * (np.array([0.32, 0.38, 0.5]) - brown)
     pigment = pigment + black * (np.array([0.1, 0.07, 0.07]) - pigment)
@@ -341,8 +343,8 @@ class _Shaft:
 
     def render(self, beak=0.0, site=0.0, side=1.0, angle=0.0, gap=0.0):
         """Bone intensity; a beak thickens the cortex on one `side` at `site`, a gap cuts it."""
-        reach = np.clip(1.0 - ((self.along - site) / (0.14 * self.size)) ** 2, 0.0, 1.0)
-        bump = beak * reach**2 * (np.sign(self.across) == side)
+        taper = np.clip(1.0 - ((self.along - site) / (0.14 * self.size)) ** 2, 0.0, 1.0)
+        bump = beak * taper**2 * (np.sign(self.across) == side)
         distance = np.abs(self.across)
         bone = np.clip(self.width / 2 + bump - distance + 0.5, 0.0, 1.0)
         canal = np.clip(self.width / 2 - self.cortex - 0.6 * bump - distance + 0.5, 0.0, 1.0)

@@ -3,7 +3,8 @@
 A run is resumable. After every epoch the model (with its optimizer state) and the history so far
 are written atomically to ``<run dir>/resume/``; a run started again after a kill continues from
 the last finished epoch. ``resume/`` is not a workflow output, so Snakemake never deletes it when
-it cleans up a failed job, and it is removed once the run has finished.
+it cleans up a failed job. It is kept after the last epoch too: when Snakemake deletes the outputs
+of every run in a failed SLURM pack, the finished ones are rewritten from it without retraining.
 """
 
 import json
@@ -130,9 +131,6 @@ class ResumeState:
         if previous.exists():
             previous.unlink()
 
-    def clear(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
-
 
 class EpochRecorder(keras.callbacks.Callback):
     """Appends one history row per epoch, checkpoints, and logs one line (no progress bars)."""
@@ -250,8 +248,10 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None):
     keras.utils.set_random_seed(params["seed"] + len(rows))
     if model is None:
         model = compile_model(build_model(params), params)
-    else:
+    elif len(rows) < params["epochs"]:
         log.info("resuming %s after epoch %d of %d", run, len(rows), params["epochs"])
+    else:
+        log.info("%s finished all %d epochs before; rewriting its outputs", run, len(rows))
     train, val, steps, val_steps = make_datasets(cache, params)
     recorder = EpochRecorder(rows, state, run_dir / "history.csv", params["epochs"])
     if len(rows) < params["epochs"]:
@@ -266,11 +266,11 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None):
             shuffle=False,
             verbose=0,
         )
-    return finish(run, params, model, cache, rows, run_dir, state, recorder.first_epoch_started, started)
+    return finish(run, params, model, cache, rows, run_dir, recorder.first_epoch_started, started)
 
 
-def finish(run, params, model, cache, rows, run_dir, state, first_epoch_started, started):
-    """Write model.keras, params.yaml and metrics.json, then drop the resume state."""
+def finish(run, params, model, cache, rows, run_dir, first_epoch_started, started):
+    """Write model.keras, params.yaml and metrics.json (history.csv is already complete)."""
     metrics = summarise(run, params, rows)
     metrics.update(validation_metrics(model, cache, params["batch_size"]))
     trained = metrics["wall_seconds"]
@@ -282,5 +282,4 @@ def finish(run, params, model, cache, rows, run_dir, state, first_epoch_started,
     _write_atomic(run_dir / "model.keras", model.save)
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
-    state.clear()
     return metrics

@@ -3,20 +3,20 @@
 ``SlurmCluster(workdir)`` installs the Debian packages if they are missing, writes every
 configuration file into ``workdir``, starts munged, MariaDB, slurmdbd, slurmctld and slurmd
 as child processes in the foreground (so each one is known by its PID), registers the cluster
-in accounting and waits until the node is idle.  Leaving the ``with`` block cancels all jobs
-and stops every daemon it started, by PID, and checks that they are gone.
+in accounting and waits until the node is idle.  Leaving the ``with`` block cancels all jobs,
+stops every daemon it started, by PID, and checks that they are gone.
 
 Daemons and clients find ``slurm.conf`` through the ``SLURM_CONF`` variable
 (``cluster.env``), and SLURM reads ``gres.conf``, ``slurmdbd.conf`` and ``plugstack.conf``
 from the same folder.  Two paths outside the workdir are touched, each for a reason:
 
-* ``/etc/slurm/slurm.conf`` becomes a symlink to the workdir's slurm.conf while the cluster
-  runs (removed on stop).  snakemake-executor-plugin-slurm's job step (plugin
-  slurm-jobstep 0.6) strips every ``SLURM_*`` variable but a few job ids from the
+* ``/etc/slurm/slurm.conf`` is a symlink to the workdir's slurm.conf while the cluster runs
+  (removed on stop).  The slurm executor plugin's job step (snakemake-executor-plugin-
+  slurm-jobstep 0.6) removes every ``SLURM_*`` variable except a few job ids from the
   environment of the ``srun`` it runs inside each job, SLURM_CONF included, so that srun
-  only finds the cluster at the compiled-in default path; without the link every job fails
-  with "fetch_config: DNS SRV lookup failed".  An existing slurm.conf that is not such a
-  link is never replaced (ClusterError instead).
+  only finds the cluster at the compiled-in default path; without the link every Snakemake
+  job fails with "fetch_config: DNS SRV lookup failed".  An existing slurm.conf that is not
+  such a link is never replaced (ClusterError instead), so one cluster runs at a time.
 * ``/usr/sbin/policy-rc.d``, only while apt installs packages on a machine that lacks one:
   without it Debian's maintainer scripts start system-wide munge and MariaDB services,
   which this module did not start and so could not stop by PID.
@@ -27,50 +27,55 @@ Requires root (SlurmUser=root, mknod, apt-get).  Standard library only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import os
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGES = ["slurm-wlm", "slurmdbd", "munge", "mariadb-server"]
 REQUIRED_PROGRAMS = [
-    "munged",
-    "mariadbd",
-    "mariadb-install-db",
-    "mariadb",
-    "mariadb-admin",
-    "slurmdbd",
-    "slurmctld",
-    "slurmd",
-    "sbatch",
-    "sacct",
-    "sacctmgr",
-    "scontrol",
-    "sinfo",
+    *("munged", "munge", "unmunge"),
+    *("mariadbd", "mariadb-install-db", "mariadb"),
+    *("slurmdbd", "slurmctld", "slurmd"),
+    *("sbatch", "srun", "scancel", "squeue", "sinfo", "scontrol", "sacct", "sacctmgr"),
 ]
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")  # compiled into Debian's libslurm
-SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
+OWNER_FILE = "owner.pid"  # in WORKDIR/run: the process that linked DEFAULT_CONF to WORKDIR/etc
+SOCKET_PATH_MAX = 100  # AF_UNIX sun_path is 108 bytes; keep a margin
+FINAL_STATES = {
+    *("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"),
+    *("NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"),
+}
 
 
 class ClusterError(RuntimeError):
-    """The cluster could not be brought up (the message names the log to read)."""
+    """The cluster could not be brought up or torn down (the message says why)."""
 
 
 # ---------------------------------------------------------------------------------------------
 # packages
 
 
+def _search_path() -> str:
+    """PATH with the sbin folders, where Debian puts the daemons (root's PATH may lack them)."""
+    path = os.environ.get("PATH", "")
+    extra = [d for d in ("/usr/sbin", "/sbin") if d not in path.split(os.pathsep)]
+    return os.pathsep.join([path, *extra])
+
+
 def missing_programs() -> list[str]:
-    """Programs the cluster needs that are not on PATH (sbin included)."""
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return [p for p in REQUIRED_PROGRAMS if shutil.which(p, path=path) is None]
+    """Programs the cluster needs that are not installed."""
+    return [p for p in REQUIRED_PROGRAMS if shutil.which(p, path=_search_path()) is None]
 
 
 @contextlib.contextmanager
@@ -88,35 +93,31 @@ def _services_not_started_by_apt():
 
 
 def ensure_packages(timeout: float = 900) -> None:
-    """apt-get install the SLURM, munge and MariaDB packages unless already installed."""
+    """apt-get install the SLURM, munge and MariaDB packages unless all programs are there."""
     if not missing_programs():
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    apt = ["apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confdef"]
+    install = ["apt-get", "-q", "-y", "install", "--no-install-recommends", *PACKAGES]
     with _services_not_started_by_apt():
-        subprocess.run(["apt-get", "-q", "update"], env=env, check=True, timeout=timeout, capture_output=True)
-        subprocess.run(
-            [*apt, "install", "--no-install-recommends", *PACKAGES],
-            env=env,
-            check=True,
-            timeout=timeout,
-            capture_output=True,
-        )
+        for argv in (["apt-get", "-q", "update"], install):
+            subprocess.run(argv, env=env, check=True, timeout=timeout, capture_output=True)
     if missing := missing_programs():
         raise ClusterError(f"still missing after apt-get install: {missing}")
 
 
 def can_run_cluster() -> str | None:
-    """None when this machine can host the cluster, else the reason it cannot (for skips)."""
+    """None when this machine can host the cluster, else why not (a reason for pytest.skip)."""
     if os.geteuid() != 0:
         return "needs root"
-    if shutil.which("apt-get") is None and missing_programs():
-        return f"missing {missing_programs()} and no apt-get"
+    if missing_programs() and shutil.which("apt-get") is None:
+        return f"missing {missing_programs()} and no apt-get to install them"
+    if DEFAULT_CONF.exists() and not DEFAULT_CONF.is_symlink():
+        return f"{DEFAULT_CONF} exists: a real SLURM is configured on this machine"
     return None
 
 
 # ---------------------------------------------------------------------------------------------
-# small helpers
+# processes
 
 
 def _free_port() -> int:
@@ -125,28 +126,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for(what: str, check, timeout: float, interval: float = 0.5):
+def _wait_for(what: str, check: Callable, timeout: float, interval: float = 0.5):
     """Poll ``check()`` until it returns something truthy; ClusterError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
-        result = check()
-        if result:
+        if result := check():
             return result
         if time.monotonic() > deadline:
             raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the test process dies without stopping us."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # a zombie is dead for our purposes
     with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
-            return False
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 @dataclass
@@ -164,13 +176,13 @@ class Daemon:
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             raise ClusterError(
-                f"{self.name} exited with status {self.process.returncode}; see {self.log}:\n" + _tail(self.log)
+                f"{self.name} exited with status {self.process.returncode}; {self.log}:\n{_tail(self.log)}"
             )
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM, wait, SIGKILL if needed; raise if the PID is still alive afterwards."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -180,11 +192,51 @@ class Daemon:
             raise ClusterError(f"{self.name} (pid {self.pid}) survived SIGKILL")
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def _is_stale_link(link: Path) -> bool:
+    """A symlink that dangles, or that a SlurmCluster made from a process now dead (killed
+    before it could stop the cluster; its daemons died with it, see _die_with_parent)."""
+    if not link.is_symlink():
+        return False
+    if not link.exists():
+        return True
+    owner = link.readlink().parent.parent / "run" / OWNER_FILE
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return not _pid_alive(int(owner.read_text()))
+    except (OSError, ValueError):
+        return False  # not made by this module: leave it alone
+
+
+def _parent_map() -> dict[int, int]:
+    """pid -> parent pid, for every process in /proc."""
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                parents[int(proc.name)] = int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def _ancestors(pid: int, parents: dict[int, int]) -> set[int]:
+    """``pid`` and all its ancestors below init."""
+    chain = {pid}
+    while parents.get(pid, 0) > 1 and parents[pid] not in chain:
+        pid = parents[pid]
+        chain.add(pid)
+    return chain
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return "(no log)"
+        return []
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,53 +244,58 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 class SlurmCluster:
-    """A one-node SLURM cluster with accounting, living in ``workdir``.
+    """A one-node SLURM cluster with accounting (slurmdbd + MariaDB), living in ``workdir``.
 
     Use as a context manager::
 
         with SlurmCluster(tmp_path / "slurm") as cluster:
             job = cluster.sbatch("--gpus=1", "--wrap", "echo $CUDA_VISIBLE_DEVICES")
-            cluster.wait_job(job)
-            cluster.sacct(job, "State,AllocTRES")
-            subprocess.run([...], env=cluster.env)   # snakemake, sbatch, ... see this cluster
+            assert cluster.wait_job(job) == "COMPLETED"
+            rows = cluster.wait_sacct(job)      # [{"JobID": ..., "AllocTRES": ...}, ...]
+            subprocess.run([...], env=cluster.env, timeout=...)   # snakemake, sbatch, ...
 
     The node is named after ``hostname -s`` (slurmctld refuses a SlurmctldHost that is not
-    this host), listens on 127.0.0.1, has all CPUs of this machine, ``real_memory`` MB and one
-    fake GPU (``Gres=gpu:1``, a character device made with mknod in ``workdir/dev``).
-    Ports are chosen free at start, so it does not clash with a system SLURM.
+    this host) and listens on 127.0.0.1.  It has all CPUs this process may use, 90 % of the
+    memory, and ``gpus`` fake GPUs (``Gres=gpu:N``; gres.conf ``File=`` points to character
+    devices made with mknod in ``workdir/dev``, CUDA_VISIBLE_DEVICES is set in jobs as on a
+    real GPU node).  Ports are picked free at start.  ``min_job_age`` is how long slurmctld
+    keeps finished jobs (scontrol/squeue); sacct keeps them for good.
     """
 
     def __init__(
         self,
         workdir: str | os.PathLike,
         *,
+        gpus: int = 1,
+        min_job_age: int = 3600,
+        def_mem_per_cpu: int = 1000,
         cluster_name: str = "testcluster",
         partition: str = "main",
         account: str = "testaccount",
-        min_job_age: int = 3600,
-        def_mem_per_cpu: int = 1000,
         start_timeout: float = 120,
         install: bool = True,
     ):
         self.workdir = Path(workdir).resolve()
+        self.gpus = gpus
+        self.min_job_age = min_job_age
+        self.def_mem_per_cpu = def_mem_per_cpu
         self.cluster_name = cluster_name
         self.partition = partition
         self.account = account
-        self.min_job_age = min_job_age
-        self.def_mem_per_cpu = def_mem_per_cpu
         self.start_timeout = start_timeout
         self.install = install
         self.node = socket.gethostname().split(".")[0]
         self.cpus = len(os.sched_getaffinity(0))
         self.real_memory = int(_mem_total_mb() * 0.9)
-        self.ports = {}
+        self.ports: dict[str, int] = {}
         self.daemons: list[Daemon] = []
+        self.install_seconds = 0.0
         self.startup_seconds: float | None = None
         self.stray_pids_killed: list[int] = []
         self._linked_default_conf = False
         self._db_password = secrets.token_hex(12)
 
-    # paths -----------------------------------------------------------------------------------
+    # paths and environment ---------------------------------------------------------------------
 
     def path(self, *parts: str) -> Path:
         return self.workdir.joinpath(*parts)
@@ -256,26 +313,19 @@ class SlurmCluster:
         return self.path("run", "mysqld.sock")
 
     @property
-    def gpu_device(self) -> Path:
-        return self.path("dev", "gpu0")
+    def gpu_devices(self) -> list[Path]:
+        return [self.path("dev", f"gpu{i}") for i in range(self.gpus)]
 
     @property
     def env(self) -> dict[str, str]:
-        """os.environ plus SLURM_CONF: pass as ``env=`` to anything that talks to SLURM.
-
-        Jobs inherit it too (the plugin submits with ``--export=ALL``), which is how the
-        ``srun`` inside a job finds this cluster.
-        """
-        path = os.environ.get("PATH", "")
-        if "/usr/sbin" not in path.split(os.pathsep):
-            path = os.pathsep.join([path, "/usr/sbin", "/sbin"])
-        return {**os.environ, "SLURM_CONF": str(self.conf), "PATH": path}
+        """os.environ plus SLURM_CONF (and sbin on PATH): ``env=`` for anything that talks to
+        this cluster.  Batch jobs inherit it (the plugin submits with ``--export=ALL``)."""
+        return {**os.environ, "SLURM_CONF": str(self.conf), "PATH": _search_path()}
 
     # lifecycle ---------------------------------------------------------------------------------
 
     def __enter__(self) -> SlurmCluster:
-        self.start()
-        return self
+        return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -284,10 +334,12 @@ class SlurmCluster:
         """Install (if allowed), configure, start every daemon, wait for an idle node."""
         if reason := can_run_cluster():
             raise ClusterError(reason)
+        begin = time.monotonic()
         if self.install:
             ensure_packages()
         elif missing := missing_programs():
             raise ClusterError(f"missing programs: {missing}")
+        self.install_seconds = time.monotonic() - begin
         begin = time.monotonic()
         try:
             self._prepare_dirs()
@@ -307,142 +359,134 @@ class SlurmCluster:
         self.startup_seconds = time.monotonic() - begin
         return self
 
-    def stop(self, timeout: float = 60) -> None:
-        """Cancel all jobs, stop every daemon by PID (reverse order), verify all are gone.
+    def stop(self, timeout: float = 30) -> None:
+        """Cancel all jobs, stop every daemon by PID (reverse start order), verify they are gone.
 
-        Also kills, by PID, stray processes whose environment carries this cluster's
-        SLURM_CONF (slurmstepd and job processes that outlived a cancel).
+        Then kills, by PID, any process left over from a job (see ``_kill_strays``; normally
+        none) and removes the /etc/slurm/slurm.conf link.  Safe to call twice.
         """
         if any(d.name == "slurmctld" and d.process.poll() is None for d in self.daemons):
             with contextlib.suppress(ClusterError, subprocess.SubprocessError):
-                self.cancel_all(timeout=timeout / 2)
+                self.cancel_all(timeout)
         errors = []
         for daemon in reversed(self.daemons):
             try:
-                daemon.stop()
+                daemon.stop(timeout)
             except (ClusterError, subprocess.SubprocessError) as err:
                 errors.append(str(err))
-        strays = self._kill_strays()
+        self.stray_pids_killed = self._kill_strays()
         self._unlink_default_conf()
-        survivors = [d for d in self.daemons if _pid_alive(d.pid)]
-        self.daemons = survivors
-        if errors or survivors:
-            raise ClusterError(f"could not stop everything: {errors} {survivors}")
-        self.stray_pids_killed = strays
+        self.daemons = [d for d in self.daemons if _pid_alive(d.pid)]
+        if errors or self.daemons:
+            raise ClusterError(f"could not stop everything: {errors} {self.daemons}")
 
     # setup steps -------------------------------------------------------------------------------
 
     def _prepare_dirs(self) -> None:
         for sub in ("etc", "run", "log", "state", "spool", "munge", "mysql", "dev"):
             self.path(sub).mkdir(parents=True, exist_ok=True)
-        # munged refuses group/world-writable parents of its key and socket
-        for sub in ("munge", "run", "etc"):
-            self.path(sub).chmod(0o700 if sub == "munge" else 0o755)
+        self.path("munge").chmod(0o700)  # munged refuses a key in an open folder
         for sock in (self.munge_socket, self.mysql_socket):
             if len(str(sock)) > SOCKET_PATH_MAX:
-                raise ClusterError(f"socket path too long for AF_UNIX: {sock}")
-        if not self.gpu_device.exists():
-            # same major/minor as /dev/null: a harmless char device for gres.conf File=
-            os.mknod(self.gpu_device, 0o666 | 0o020000, os.makedev(1, 3))
+                raise ClusterError(f"workdir too deep, socket path too long for AF_UNIX: {sock}")
+        for device in self.gpu_devices:
+            if not device.exists():
+                # the major/minor of /dev/null: a harmless character device for File=
+                os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
 
     def _write_configs(self) -> None:
         key = self.path("munge", "munge.key")
         if not key.exists():
             key.write_bytes(secrets.token_bytes(1024))
-        key.chmod(0o400)
+            key.chmod(0o400)
         self.conf.write_text(self._slurm_conf())
-        self.path("etc", "gres.conf").write_text(f"NodeName={self.node} Name=gpu File={self.gpu_device}\n")
-        # an empty plugstack.conf here keeps /etc/slurm/plugstack.conf out of the picture
+        self.path("etc", "gres.conf").write_text(
+            "".join(f"NodeName={self.node} Name=gpu File={device}\n" for device in self.gpu_devices)
+        )
+        # empty: keeps the system's /etc/slurm/plugstack.conf (SPANK plugins) out of the way
         self.path("etc", "plugstack.conf").write_text("")
         dbd = self.path("etc", "slurmdbd.conf")
         dbd.write_text(self._slurmdbd_conf())
-        dbd.chmod(0o600)  # slurmdbd refuses a readable slurmdbd.conf (it holds a password)
+        dbd.chmod(0o600)  # slurmdbd refuses a slurmdbd.conf others can read (it has a password)
 
     def _slurm_conf(self) -> str:
         p, w = self.ports, self.workdir
-        return "\n".join(
-            [
-                f"ClusterName={self.cluster_name}",
-                f"SlurmctldHost={self.node}(127.0.0.1)",
-                "SlurmUser=root",
-                "SlurmdUser=root",
-                f"SlurmctldPort={p['ctld']}",
-                f"SlurmdPort={p['slurmd']}",
-                "AuthType=auth/munge",
-                "CredType=cred/munge",
-                f"AuthInfo=socket={self.munge_socket}",
-                f"StateSaveLocation={w}/state",
-                f"SlurmdSpoolDir={w}/spool",
-                f"SlurmctldPidFile={w}/run/slurmctld.pid",
-                f"SlurmdPidFile={w}/run/slurmd.pid",
-                f"SlurmctldLogFile={w}/log/slurmctld.log",
-                f"SlurmdLogFile={w}/log/slurmd.log",
-                "SlurmctldDebug=info",
-                "SlurmdDebug=info",
-                f"PlugStackConfig={w}/etc/plugstack.conf",
-                # no cgroups: 22.05 has no CgroupPlugin=disabled, and cgroup/v2 wants systemd
-                "ProctrackType=proctrack/linuxproc",
-                "TaskPlugin=task/none",
-                "SelectType=select/cons_tres",
-                "SelectTypeParameters=CR_Core_Memory",
-                # without it a job that gives no --mem is allocated the whole node's memory
-                f"DefMemPerCPU={self.def_mem_per_cpu}",
-                "SchedulerType=sched/backfill",
-                "MpiDefault=none",
-                "ReturnToService=2",
-                # finished jobs stay visible to scontrol/squeue this many seconds
-                f"MinJobAge={self.min_job_age}",
-                "KillWait=5",
-                "MailProg=/bin/true",
-                "GresTypes=gpu",
-                "AccountingStorageType=accounting_storage/slurmdbd",
-                "AccountingStorageHost=127.0.0.1",
-                f"AccountingStoragePort={p['dbd']}",
-                # for the slurmdbd connection, this is the munge socket (AuthInfo is not used)
-                f"AccountingStoragePass={self.munge_socket}",
-                "AccountingStorageTRES=gres/gpu",
-                # sacct --format=Comment then shows the plugin's "rule_<name>" job comments
-                "AccountingStoreFlags=job_comment",
-                "JobAcctGatherType=jobacct_gather/linux",
-                "JobCompType=jobcomp/none",
-                f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={self.node} "
-                f"CPUs={self.cpus} RealMemory={self.real_memory} Gres=gpu:1 State=UNKNOWN",
-                f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
-                "",
-            ]
-        )
+        lines = [
+            f"ClusterName={self.cluster_name}",
+            f"SlurmctldHost={self.node}(127.0.0.1)",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"SlurmctldPort={p['ctld']}",
+            f"SlurmdPort={p['slurmd']}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={self.munge_socket}",
+            f"StateSaveLocation={w}/state",
+            f"SlurmdSpoolDir={w}/spool",
+            f"SlurmctldPidFile={w}/run/slurmctld.pid",
+            f"SlurmdPidFile={w}/run/slurmd.pid",
+            f"SlurmctldLogFile={w}/log/slurmctld.log",
+            f"SlurmdLogFile={w}/log/slurmd.log",
+            f"PlugStackConfig={w}/etc/plugstack.conf",
+            # no cgroups: 22.05 has no CgroupPlugin=disabled, and slurmd fails without a
+            # usable cgroup setup; linuxproc + task/none need nothing from the machine
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core_Memory",
+            # without it a job that gives no --mem is allocated all the node's memory
+            f"DefMemPerCPU={self.def_mem_per_cpu}",
+            "SchedulerType=sched/backfill",
+            "MpiDefault=none",
+            "ReturnToService=2",
+            # seconds slurmctld keeps finished jobs (scontrol show job, squeue --states=all)
+            f"MinJobAge={self.min_job_age}",
+            "KillWait=5",
+            "MailProg=/bin/true",
+            "GresTypes=gpu",
+            "AccountingStorageType=accounting_storage/slurmdbd",
+            "AccountingStorageHost=127.0.0.1",
+            f"AccountingStoragePort={p['dbd']}",
+            # for connections to slurmdbd this is the munge socket; AuthInfo is not used there
+            f"AccountingStoragePass={self.munge_socket}",
+            "AccountingStorageTRES=gres/gpu",
+            # lets sacct --format=Comment show the plugin's "rule_<name>" job comments
+            "AccountingStoreFlags=job_comment",
+            "JobAcctGatherType=jobacct_gather/linux",
+            "JobCompType=jobcomp/none",
+            f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={self.node} CPUs={self.cpus} "
+            f"RealMemory={self.real_memory} Gres=gpu:{self.gpus} State=UNKNOWN",
+            f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+        ]
+        return "\n".join(lines) + "\n"
 
     def _slurmdbd_conf(self) -> str:
         w = self.workdir
-        return "\n".join(
-            [
-                "AuthType=auth/munge",
-                f"AuthInfo=socket={self.munge_socket}",
-                f"DbdHost={self.node}",
-                "DbdAddr=127.0.0.1",
-                f"DbdPort={self.ports['dbd']}",
-                "SlurmUser=root",
-                f"PidFile={w}/run/slurmdbd.pid",
-                f"LogFile={w}/log/slurmdbd.log",
-                "DebugLevel=info",
-                "StorageType=accounting_storage/mysql",
-                "StorageHost=127.0.0.1",
-                f"StoragePort={self.ports['mysql']}",
-                "StorageUser=slurm",
-                f"StoragePass={self._db_password}",
-                "StorageLoc=slurm_acct_db",
-                "",
-            ]
-        )
+        lines = [
+            "AuthType=auth/munge",
+            f"AuthInfo=socket={self.munge_socket}",
+            f"DbdHost={self.node}",
+            "DbdAddr=127.0.0.1",
+            f"DbdPort={self.ports['dbd']}",
+            "SlurmUser=root",
+            f"PidFile={w}/run/slurmdbd.pid",
+            f"LogFile={w}/log/slurmdbd.log",
+            "StorageType=accounting_storage/mysql",
+            "StorageHost=127.0.0.1",
+            f"StoragePort={self.ports['mysql']}",
+            "StorageUser=slurm",
+            f"StoragePass={self._db_password}",
+            "StorageLoc=slurm_acct_db",
+        ]
+        return "\n".join(lines) + "\n"
 
     def _link_default_conf(self) -> None:
-        """Point /etc/slurm/slurm.conf at our slurm.conf (see the module docstring for why)."""
-        if DEFAULT_CONF.is_symlink() and not DEFAULT_CONF.exists():
-            DEFAULT_CONF.unlink()  # dangling: left by a cluster that was not stopped
+        """Point /etc/slurm/slurm.conf at our slurm.conf (the module docstring says why)."""
+        if _is_stale_link(DEFAULT_CONF):
+            DEFAULT_CONF.unlink()
         if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
-            raise ClusterError(
-                f"{DEFAULT_CONF} exists (a real SLURM, or another test cluster running); refusing to replace it"
-            )
+            raise ClusterError(f"{DEFAULT_CONF} exists (a real SLURM, or another test cluster); not replacing it")
+        self.path("run", OWNER_FILE).write_text(str(os.getpid()))
         DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
         DEFAULT_CONF.symlink_to(self.conf)
         self._linked_default_conf = True
@@ -453,6 +497,7 @@ class SlurmCluster:
         self._linked_default_conf = False
 
     def _spawn(self, name: str, argv: list[str]) -> Daemon:
+        """Start a daemon in the foreground, its output in log/NAME.out."""
         log = self.path("log", f"{name}.out")
         with open(log, "ab") as out:
             process = subprocess.Popen(
@@ -462,304 +507,222 @@ class SlurmCluster:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.workdir,
-                start_new_session=True,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, not them
+                preexec_fn=_die_with_parent,
             )
         daemon = Daemon(name, process, log)
         self.daemons.append(daemon)
         return daemon
 
+    def _wait_ready(self, daemon: Daemon, ready: Callable[[], bool], timeout: float) -> None:
+        def check() -> bool:
+            daemon.check_alive()
+            return ready()
+
+        _wait_for(f"{daemon.name} to answer", check, timeout)
+
     def _start_munge(self) -> None:
-        d = self._spawn(
-            "munged",
-            [
-                "munged",
-                "--foreground",
-                "--force",
-                f"--key-file={self.path('munge', 'munge.key')}",
-                f"--socket={self.munge_socket}",
-                f"--pid-file={self.path('run', 'munged.pid')}",
-                f"--seed-file={self.path('munge', 'munged.seed')}",
-                f"--log-file={self.path('log', 'munged.log')}",
-            ],
-        )
-        _wait_for("munged", lambda: self._alive_and(d, self._munge_works), 20)
+        argv = [
+            *("munged", "--foreground", "--force"),
+            f"--key-file={self.path('munge', 'munge.key')}",
+            f"--socket={self.munge_socket}",
+            f"--pid-file={self.path('run', 'munged.pid')}",
+            f"--seed-file={self.path('munge', 'munged.seed')}",
+            f"--log-file={self.path('log', 'munged.log')}",
+        ]
+        self._wait_ready(self._spawn("munged", argv), self._munge_works, 20)
 
     def _munge_works(self) -> bool:
         sock = f"--socket={self.munge_socket}"
         cred = subprocess.run(["munge", sock, "-n"], capture_output=True, timeout=10)
         if cred.returncode:
             return False
-        check = subprocess.run(["unmunge", sock], input=cred.stdout, capture_output=True, timeout=10)
-        return check.returncode == 0
+        return subprocess.run(["unmunge", sock], input=cred.stdout, capture_output=True, timeout=10).returncode == 0
 
     def _start_mariadb(self) -> None:
         datadir = self.path("mysql")
         if not datadir.joinpath("mysql").exists():
             subprocess.run(
                 [
-                    "mariadb-install-db",
-                    "--no-defaults",
-                    f"--datadir={datadir}",
-                    "--user=root",
-                    "--auth-root-authentication-method=socket",
-                    "--skip-test-db",
+                    *("mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root"),
+                    *("--auth-root-authentication-method=socket", "--skip-test-db"),
                 ],
                 check=True,
                 capture_output=True,
                 timeout=120,
             )
-        d = self._spawn(
-            "mariadbd",
-            [
-                "mariadbd",
-                "--no-defaults",
-                f"--datadir={datadir}",
-                "--user=root",
-                f"--socket={self.mysql_socket}",
-                f"--port={self.ports['mysql']}",
-                "--bind-address=127.0.0.1",
-                f"--pid-file={self.path('run', 'mariadbd.pid')}",
-                f"--log-error={self.path('log', 'mariadbd.log')}",
-                "--skip-name-resolve",
-                "--innodb-lock-wait-timeout=900",
-            ],
-        )
-        _wait_for("mariadbd", lambda: self._alive_and(d, self._mariadb_ping), 60)
-        pw = self._db_password
+        argv = [
+            *("mariadbd", "--no-defaults", f"--datadir={datadir}", "--user=root"),
+            f"--socket={self.mysql_socket}",
+            f"--port={self.ports['mysql']}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={self.path('run', 'mariadbd.pid')}",
+            f"--log-error={self.path('log', 'mariadbd.log')}",
+            "--skip-name-resolve",
+            "--innodb-lock-wait-timeout=900",  # what slurmdbd asks for
+        ]
+        self._wait_ready(self._spawn("mariadbd", argv), lambda: self._sql("SELECT 1", check=False) == 0, 60)
+        user, pw = "'slurm'@'127.0.0.1'", self._db_password
         self._sql(
-            f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{pw}';"
-            f"ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{pw}';"
-            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+            f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY '{pw}'; ALTER USER {user} IDENTIFIED BY '{pw}';"
+            f"GRANT ALL ON slurm_acct_db.* TO {user};"
         )
 
-    def _mariadb_ping(self) -> bool:
-        r = subprocess.run(
-            ["mariadb-admin", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot", "ping"],
-            capture_output=True,
-            timeout=10,
-        )
-        return r.returncode == 0
-
-    def _sql(self, statements: str) -> None:
-        subprocess.run(
-            ["mariadb", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot", "-e", statements],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+    def _sql(self, statements: str, check: bool = True) -> int:
+        """Run SQL as MariaDB's root over the unix socket; return the exit status."""
+        argv = ["mariadb", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot", "-e", statements]
+        return subprocess.run(argv, check=check, capture_output=True, timeout=30).returncode
 
     def _start_slurmdbd(self) -> None:
-        d = self._spawn("slurmdbd", ["slurmdbd", "-D"])
-        _wait_for("slurmdbd", lambda: self._alive_and(d, self._dbd_answers), 60)
+        def answers() -> bool:
+            return self.run(["sacctmgr", "-n", "list", "cluster"], check=False, timeout=20).returncode == 0
 
-    def _dbd_answers(self) -> bool:
-        r = self.run(["sacctmgr", "-n", "list", "cluster"], check=False, timeout=20)
-        return r.returncode == 0
+        self._wait_ready(self._spawn("slurmdbd", ["slurmdbd", "-D"]), answers, 60)
 
     def _register_accounting(self) -> None:
-        """Cluster, account and current user in slurmdbd (idempotent: 'already exists' is OK)."""
-        user = getpass.getuser()
+        """Cluster, account and the current user in slurmdbd ("already exists" is fine)."""
+        user, account, cluster = getpass.getuser(), self.account, self.cluster_name
         for args in (
-            ["add", "cluster", self.cluster_name],
-            ["add", "account", self.account, f"Cluster={self.cluster_name}", "Description=tests", "Organization=tests"],
-            [
-                "add",
-                "user",
-                user,
-                f"Account={self.account}",
-                f"DefaultAccount={self.account}",
-                f"Cluster={self.cluster_name}",
-            ],
+            ["add", "cluster", cluster],
+            ["add", "account", account, f"Cluster={cluster}", "Description=tests", "Organization=tests"],
+            ["add", "user", user, f"Account={account}", f"DefaultAccount={account}", f"Cluster={cluster}"],
         ):
             r = self.run(["sacctmgr", "-i", *args], check=False, timeout=30)
             if r.returncode and "already exist" not in (r.stdout + r.stderr).lower():
                 raise ClusterError(f"sacctmgr {' '.join(args)} failed: {r.stdout}{r.stderr}")
 
     def _start_slurmctld(self) -> None:
-        # -i: ignore state files from an earlier run of a cluster in the same workdir
-        d = self._spawn("slurmctld", ["slurmctld", "-D", "-i"])
-        _wait_for("slurmctld", lambda: self._alive_and(d, self._ctld_up), 60)
+        def up() -> bool:
+            r = self.run(["scontrol", "ping"], check=False, timeout=20)
+            return r.returncode == 0 and "UP" in r.stdout
 
-    def _ctld_up(self) -> bool:
-        r = self.run(["scontrol", "ping"], check=False, timeout=20)
-        return r.returncode == 0 and "UP" in r.stdout
+        # -i: ignore state saved by an earlier cluster in the same workdir
+        self._wait_ready(self._spawn("slurmctld", ["slurmctld", "-D", "-i"]), up, 60)
 
     def _start_slurmd(self) -> None:
         self._spawn("slurmd", ["slurmd", "-D", "-N", self.node])
 
-    def _alive_and(self, daemon: Daemon, check) -> bool:
-        daemon.check_alive()
-        return check()
-
     # queries -----------------------------------------------------------------------------------
 
     def run(self, argv: list[str], *, check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-        """Run a SLURM client against this cluster (text output, bounded by ``timeout``)."""
+        """Run a command against this cluster (text output captured, bounded by ``timeout``)."""
         return subprocess.run(
             argv, env=self.env, capture_output=True, text=True, check=check, timeout=timeout, **kwargs
         )
 
     def node_state(self) -> str:
-        """e.g. 'idle', 'mixed', 'allocated', 'drained', 'down*'."""
-        r = self.run(["sinfo", "-h", "-N", "-n", self.node, "-o", "%T"], timeout=20)
-        return r.stdout.strip()
+        """sinfo's state of the node: 'idle', 'mixed', 'allocated', 'drained', 'down*', ..."""
+        return self.run(["sinfo", "-h", "-N", "-n", self.node, "-o", "%T"], timeout=20).stdout.strip()
 
     def wait_node_idle(self, timeout: float | None = None) -> None:
-        """Wait until the node is idle; fail fast (with the reason) if it is down or drained."""
+        """Wait until the node is idle; fail with sinfo's reason if it stays down or drained."""
+        begin = time.monotonic()
 
         def idle() -> bool:
-            for d in self.daemons:
-                d.check_alive()
+            for daemon in self.daemons:
+                daemon.check_alive()
             state = self.node_state()
-            if state.startswith(("drain", "down")) and "unknown" not in state:
-                reason = self.run(["sinfo", "-h", "-R", "-o", "%E"], timeout=20).stdout
-                if time.monotonic() - t0 > 15:  # slurmd may still be registering
-                    raise ClusterError(f"node is {state}: {reason.strip()}\n" + _tail(self.path("log", "slurmd.log")))
+            if state.startswith(("drain", "down")) and time.monotonic() - begin > 15:
+                reason = self.run(["sinfo", "-h", "-R", "-o", "%E"], timeout=20).stdout.strip()
+                raise ClusterError(f"node is {state}: {reason}\n{_tail(self.path('log', 'slurmd.log'))}")
             return state == "idle"
 
-        t0 = time.monotonic()
         _wait_for("an idle node", idle, timeout or self.start_timeout)
 
     def sbatch(self, *args: str) -> str:
-        """Submit with sbatch --parsable; returns the job id."""
-        r = self.run(["sbatch", "--parsable", *args], timeout=30)
-        return r.stdout.strip().split(";")[0]
-
-    def job_state(self, job_id: str) -> str | None:
-        """State from slurmctld (scontrol), or None once the job is purged (MinJobAge)."""
-        info = self.scontrol_job(job_id)
-        return info.get("JobState") if info else None
+        """Submit with ``sbatch --parsable ARGS``; return the job id."""
+        return self.run(["sbatch", "--parsable", *args], timeout=30).stdout.strip().split(";")[0]
 
     def scontrol_job(self, job_id: str) -> dict[str, str]:
-        """``scontrol show job -o`` as a dict; empty once slurmctld has forgotten the job."""
+        """``scontrol show job`` as a dict (JobState, TRES, TresPerJob, TresPerNode, Comment...);
+        empty once slurmctld has forgotten the job (MinJobAge after its end)."""
         r = self.run(["scontrol", "-o", "show", "job", str(job_id)], check=False, timeout=20)
         if r.returncode:
             return {}
-        return _parse_scontrol(r.stdout)
+        return dict(token.partition("=")[::2] for token in r.stdout.split() if "=" in token)
+
+    def job_state(self, job_id: str) -> str | None:
+        """JobState from slurmctld, or None once the job is forgotten."""
+        return self.scontrol_job(job_id).get("JobState")
 
     def wait_job(self, job_id: str, timeout: float = 120) -> str:
-        """Wait until the job has finished; return its final state (COMPLETED, FAILED...)."""
-        done = {
-            "COMPLETED",
-            "FAILED",
-            "CANCELLED",
-            "TIMEOUT",
-            "OUT_OF_MEMORY",
-            "NODE_FAIL",
-            "BOOT_FAIL",
-            "DEADLINE",
-            "PREEMPTED",
-        }
+        """Wait until the job has ended; return its final state (COMPLETED, FAILED, ...)."""
 
-        def finished():
+        def final() -> str | None:
             state = self.job_state(job_id)
-            return state if state in done else None
+            return state if state in FINAL_STATES else None
 
-        return _wait_for(f"job {job_id}", finished, timeout)
+        return _wait_for(f"job {job_id} to end", final, timeout)
 
     def sacct(
-        self, job_id: str | None = None, fields: str = "JobID,JobName,State,ExitCode,AllocTRES,ReqTRES", *extra: str
+        self,
+        job_id: str | None = None,
+        fields: str = "JobID,JobName,Comment,State,ExitCode,ReqTRES,AllocTRES",
+        allocations_only: bool = False,
     ) -> list[dict[str, str]]:
-        """Rows of sacct (all steps) as dicts; all jobs of the last day if ``job_id`` is None."""
-        argv = ["sacct", "--parsable2", "--noheader", f"--format={fields}", *extra]
-        argv += ["-j", str(job_id)] if job_id else ["--starttime", "now-1days"]
-        r = self.run(argv, timeout=30)
+        """sacct rows as dicts, one per job and step (one per job with ``allocations_only``);
+        every job of the last two days when ``job_id`` is None."""
+        argv = ["sacct", "--parsable2", "--noheader", f"--format={fields}"]
+        argv += ["-X"] if allocations_only else []
+        argv += ["-j", str(job_id)] if job_id else ["--starttime", "now-2days"]
         names = fields.split(",")
-        return [dict(zip(names, line.split("|"), strict=False)) for line in r.stdout.splitlines() if line]
+        return [
+            dict(zip(names, line.split("|"), strict=True)) for line in self.run(argv, timeout=30).stdout.splitlines()
+        ]
 
     def wait_sacct(self, job_id: str, timeout: float = 60) -> list[dict[str, str]]:
-        """sacct rows once slurmdbd has the job's final state (it lags slurmctld a little)."""
+        """sacct rows of the job (job first, then steps) once slurmdbd has its complete final record.
 
-        def final():
+        slurmdbd lags slurmctld: for a second or so after a short job ends, sacct may show
+        JobName "allocation" and an empty ReqTRES (the submit record is not in yet).
+        """
+
+        def complete() -> list[dict[str, str]] | None:
             rows = self.sacct(job_id)
-            head = [r for r in rows if r.get("JobID") == str(job_id)]
-            if head and head[0]["State"].split()[0] not in ("PENDING", "RUNNING"):
-                return rows
-            return None
+            job = [row for row in rows if row["JobID"] == str(job_id)]
+            done = job and job[0]["State"].split()[0] in FINAL_STATES and job[0]["ReqTRES"]
+            return rows if done else None
 
-        return _wait_for(f"sacct record of job {job_id}", final, timeout)
+        return _wait_for(f"sacct's final record of job {job_id}", complete, timeout)
 
     def queued_jobs(self) -> list[str]:
-        r = self.run(["squeue", "-h", "-o", "%i"], timeout=20)
-        return r.stdout.split()
+        """Ids of jobs not yet ended (squeue's default states)."""
+        return self.run(["squeue", "-h", "-o", "%i"], timeout=20).stdout.split()
 
     def cancel_all(self, timeout: float = 30) -> None:
-        """scancel every queued or running job and wait until squeue shows none."""
-        jobs = self.queued_jobs()
-        if jobs:
+        """scancel every job not yet ended and wait until squeue lists none."""
+        if jobs := self.queued_jobs():
             self.run(["scancel", *jobs], check=False, timeout=20)
-            _wait_for(
-                "cancelled jobs to leave the queue",
-                lambda: (
-                    not [
-                        j
-                        for j in self.queued_jobs()
-                        if self.job_state(j) in ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING")
-                    ]
-                ),
-                timeout,
-            )
+            _wait_for("cancelled jobs to leave the queue", lambda: not self.queued_jobs(), timeout)
 
-    # teardown helpers --------------------------------------------------------------------------
+    # teardown ----------------------------------------------------------------------------------
 
     def _kill_strays(self) -> list[int]:
-        """SIGKILL processes left behind by this cluster, by PID; return their PIDs.
+        """SIGKILL processes left over from this cluster's jobs, by PID; return the PIDs.
 
-        A stray is a process (other than us and our ancestors) whose environment carries
-        this cluster's SLURM_CONF (slurmstepd, batch scripts), or a descendant of one (the
-        plugin's srun steps run without SLURM_CONF).  Normally there are none: stop()
-        cancels all jobs first.
+        A stray is a process, other than us and our ancestors, that has this cluster's
+        SLURM_CONF in its environment and is a slurmstepd or a job process (SLURM_JOB_ID set),
+        or a descendant of one (the plugin's srun steps run without SLURM_CONF).  A shell that
+        only exported SLURM_CONF is left alone.  Normally there are none: stop() cancels all
+        jobs first and slurmstepd ends their processes.
         """
         marker = f"SLURM_CONF={self.conf}".encode()
-        spared = _ancestors(os.getpid())
         parents = _parent_map()
-        marked = {pid for pid in parents if pid not in spared and marker in _environ(pid)}
-        strays = {pid for pid in parents if pid not in spared and _ancestors(pid, parents) & marked}
+        candidates = parents.keys() - _ancestors(os.getpid(), parents)
+        marked = set()
+        for pid in candidates:
+            environ = _environ(pid)
+            if marker in environ and (
+                _comm(pid) == "slurmstepd" or any(v.startswith(b"SLURM_JOB_ID=") for v in environ)
+            ):
+                marked.add(pid)
+        strays = sorted(pid for pid in candidates if _ancestors(pid, parents) & marked)
         for pid in strays:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         for pid in strays:
             _wait_for(f"stray pid {pid} to die", lambda p=pid: not _pid_alive(p), 10, 0.1)
-        return sorted(strays)
-
-
-def _parent_map() -> dict[int, int]:
-    """pid -> parent pid for every process we can see."""
-    parents = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = proc.joinpath("stat").read_text()
-                parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
-
-
-def _environ(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
-def _ancestors(pid: int, parents: dict[int, int] | None = None) -> set[int]:
-    """``pid`` and all its ancestors up to init."""
-    parents = _parent_map() if parents is None else parents
-    chain = {pid}
-    while pid in parents and parents[pid] > 1 and parents[pid] not in chain:
-        pid = parents[pid]
-        chain.add(pid)
-    return chain
-
-
-def _parse_scontrol(text: str) -> dict[str, str]:
-    """``Key=Value Key=Value`` (one-line scontrol output) to a dict; values have no spaces
-    except in a few keys we do not need."""
-    fields = {}
-    for token in text.split():
-        key, sep, value = token.partition("=")
-        if sep:
-            fields[key] = value
-    return fields
+        return strays
 
 
 def _mem_total_mb() -> int:
