@@ -160,7 +160,5 @@ def compile_model(model, params):
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(
-        optimizer=OPTIMIZERS[params["optimizer"]](learning_rate=params["lr"]), loss=loss, metrics=[accuracy]
-    )
+    model.compile(optimizer=OPTIMIZERS[params["optimizer"]](learning_rate=params["lr"]), loss=loss, metrics=[accuracy])
     return model

@@ -154,9 +154,7 @@ def _expand_study(name, spec, defaults, datasets):
     for i, variant in enumerate(variants):
         _check_names(f"{path}.variants[{i}]", variant)
         for key in set(variant) & set(grid):
-            raise ConfigError(
-                f"{path}.variants[{i}].{key}", "is also varied in the grid; keep it in one place"
-            )
+            raise ConfigError(f"{path}.variants[{i}].{key}", "is also varied in the grid; keep it in one place")
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"{path}.grid.{key}", "is an empty list; give at least one value")
@@ -174,9 +172,7 @@ def _expand_study(name, spec, defaults, datasets):
         for variant in variants:
             for point in grid_points:
                 for seed in spec.get("seeds", [0]):
-                    params = normalise(
-                        {**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed}
-                    )
+                    params = normalise({**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed})
                     runs[run_id(params)] = params
     return runs
 
