@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SNAKEMAKE := $(BIN)/snakemake
 DEMO := --configfile config/demo.yaml --cores $(CORES)
 
-.PHONY: install demo-data demo test lint format clean
+.PHONY: install install-profile demo-data demo test lint format clean
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# For the short form `snakemake --profile slurm` (searched in ~/.config/snakemake).
+install-profile:
+	mkdir -p $(HOME)/.config/snakemake
+	cp -r profiles/slurm $(HOME)/.config/snakemake/
 
 # Generated, seeded demo images in the real layout (does nothing if they are there).
 demo-data: install
