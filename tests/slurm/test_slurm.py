@@ -67,6 +67,12 @@ def train_jobs(cluster):
     return [row for row in rows if "train" in row["Comment"]]
 
 
+def running_train_jobs(cluster):
+    """Ids of running training jobs, from squeue (sacct has no comment before a job ends)."""
+    queue = cluster.run(["squeue", "--noheader", "--states=RUNNING", "--format=%i %k"]).stdout
+    return [line.split()[0] for line in queue.splitlines() if "train" in line]
+
+
 def test_packed_gpu_jobs_through_the_profile(cluster, tmp_path):
     tiny_config(tmp_path)
     profile_run(cluster, tmp_path)
@@ -108,7 +114,7 @@ def test_scancelled_training_job_resumes_without_lost_or_duplicated_epochs(clust
         histories = tmp_path / "results" / "runs"
         history = _wait_for("a training run", lambda: next(histories.glob("*/resume/history.csv"), None), 600)
         _wait_for("two finished epochs", lambda: len(pd.read_csv(history)) >= 2, 600)
-        (job,) = [j["JobID"] for j in train_jobs(cluster) if j["State"] == "RUNNING"]
+        (job,) = running_train_jobs(cluster)
         cluster.run(["scancel", job])
         _wait_for("the job to end", lambda: cluster.wait_sacct(job)[0]["State"].startswith("CANCELLED"), 60)
     finally:
