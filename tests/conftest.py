@@ -1,11 +1,9 @@
 import copy
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 
