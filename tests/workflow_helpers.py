@@ -1,6 +1,5 @@
 """Run the real snakemake CLI on a small project folder (config/config.yaml + generated data)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,10 +46,9 @@ def write_config(project, config):
 def snakemake(project, *args, check=True, timeout=900, background=False):
     """Run ``snakemake`` on the repository's Snakefile with ``project`` as working directory."""
     command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(project), *args]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if background:
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
