@@ -34,13 +34,18 @@ log = logging.getLogger(__name__)
 def configure_tensorflow(threads):
     """Pin TF's thread pools to the job's cores, make ops deterministic, let GPUs be shared.
 
-    Must run before TensorFlow executes its first op.
+    Thread pools and GPU memory growth can only be set before TensorFlow initialises its runtime;
+    in a process that already used TensorFlow (a notebook, a test session) they are left as they
+    are, with a warning.
     """
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
     tf.config.experimental.enable_op_determinism()
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError as error:
+        log.warning("TensorFlow is already initialised, keeping its settings: %s", error)
 
 
 def device_name():

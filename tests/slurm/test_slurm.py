@@ -106,6 +106,20 @@ def _wait_for(what, check, timeout):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def stop(runner):
+    """Stop Snakemake as a user would: Ctrl-C, then kill it if it is still waiting a minute later.
+
+    The plugin's sacct status check does not recognise "CANCELLED by <uid>" and may wait for the
+    cancelled job for ever.
+    """
+    runner.send_signal(signal.SIGINT)
+    try:
+        runner.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        runner.communicate(timeout=30)
+
+
 def test_scancelled_training_job_resumes_without_lost_or_duplicated_epochs(cluster, tmp_path):
     epochs = 10
     tiny_config(tmp_path, epochs=epochs, seeds=[0], batch_size=2, image_size=[48, 48])
@@ -118,13 +132,11 @@ def test_scancelled_training_job_resumes_without_lost_or_duplicated_epochs(clust
         cluster.run(["scancel", job])
         _wait_for("the job to end", lambda: cluster.wait_sacct(job)[0]["State"].startswith("CANCELLED"), 60)
     finally:
-        # The plugin's sacct status check does not recognise "CANCELLED by <uid>" and would wait
-        # for ever: stop Snakemake as a user would (Ctrl-C), which also cancels its other jobs.
-        runner.send_signal(signal.SIGINT)
-        runner.communicate(timeout=120)
+        stop(runner)
     kept = pd.read_csv(history)
     assert 2 <= len(kept) < epochs
 
+    profile_run(cluster, tmp_path, "--unlock")
     profile_run(cluster, tmp_path)
 
     run_dir = history.parent.parent
