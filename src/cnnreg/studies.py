@@ -70,10 +70,6 @@ class Plan:
         """Names of the studies that use ``run_id``."""
         return [name for name, study in self.studies.items() if run_id in study.runs]
 
-    def datasets_of(self, study_name):
-        """Dataset names used by a study, in first-use order."""
-        return list(dict.fromkeys(self.runs[r]["dataset"] for r in self.studies[study_name].runs))
-
 
 def normalise(params):
     """Return ``params`` with every value cast to its parameter's canonical type.
