@@ -1,10 +1,8 @@
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from workflow_helpers import REPO
 
 
 @pytest.fixture

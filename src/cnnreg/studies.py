@@ -176,8 +176,8 @@ def _expand_study(name, spec, defaults, datasets):
 def _describe_study(name, spec, study_runs):
     params = list(study_runs.values())
     varied = tuple(p for p in PARAMETERS if p != "seed" and len({json.dumps(run[p]) for run in params}) > 1)
-    baseline = spec.get("baseline", {})
-    if baseline and not any(all(run.get(k) == v for k, v in normalise(baseline).items()) for run in params):
+    baseline = normalise(spec.get("baseline", {}))
+    if baseline and not any(all(run[k] == v for k, v in baseline.items()) for run in params):
         raise ConfigError(f"studies.{name}.baseline", f"{baseline} matches none of the study's runs")
     return Study(
         name=name,
@@ -185,7 +185,7 @@ def _describe_study(name, spec, study_runs):
         question=spec.get("question", ""),
         runs=tuple(study_runs),
         varied=varied,
-        baseline=normalise(baseline) if baseline else {},
+        baseline=baseline,
     )
 
 

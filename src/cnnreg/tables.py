@@ -38,7 +38,7 @@ def first_epoch_reaching(history, column, target):
     return int(reached.iloc[0]) if len(reached) else np.nan
 
 
-def run_rows(study, runs, histories, metrics):
+def run_rows(study, runs, metrics):
     """One row per run: varied parameters, seed, final and best values, gap, AUC."""
     rows = []
     for rid in study.runs:
@@ -51,7 +51,7 @@ def run_rows(study, runs, histories, metrics):
         row["best_epoch"] = m["best"]["epoch"]
         row["generalization_gap"] = m["generalization_gap"]
         row["val_auc"] = m["val_auc"]
-        row["epochs_run"] = len(histories[rid])
+        row["epochs_run"] = m["epochs_run"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -112,7 +112,7 @@ def summarise_study(study, runs, run_dirs):
     loaded = {rid: read_run(run_dirs[rid]) for rid in study.runs}
     histories = {rid: h for rid, (h, _) in loaded.items()}
     metrics = {rid: m for rid, (_, m) in loaded.items()}
-    table = add_reference_epochs(run_rows(study, runs, histories, metrics), study, runs, histories)
+    table = add_reference_epochs(run_rows(study, runs, metrics), study, runs, histories)
     variants = variant_table(table)
     per_variant = variants.drop(columns=["n_seeds", "is_baseline"], errors="ignore")
     summary = table.merge(per_variant, on=["dataset", "variant"], how="left")
