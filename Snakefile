@@ -12,6 +12,9 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/transfer.smk"
+include: "workflow/rules/augment.smk"
+include: "workflow/rules/gradcam.smk"
 include: "workflow/rules/aggregate.smk"
 
 

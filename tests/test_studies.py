@@ -5,14 +5,20 @@ from cnnreg.studies import PARAMETERS, ConfigError, build_plan, normalise, run_i
 
 def test_lab_config_expands_to_one_run_per_unique_parameter_set(lab_config):
     plan = build_plan(lab_config)
-    # 4 studies x 2 variants x 3 seeds, no parameter set shared between tasks 1-3.
-    assert len(plan.runs) == 24
-    assert {name: len(s.runs) for name, s in plan.studies.items()} == {
-        "task1_batchnorm": 6,
-        "task1c_low_lr": 6,
-        "task2_dropout": 6,
-        "task3_spatial_dropout": 6,
+    sizes = {
+        "task1_batchnorm": 2 * 3,
+        "task1c_low_lr": 2 * 3,
+        "task2_dropout": 2 * 3,
+        "task3_spatial_dropout": 2 * 3,
+        "task4_vgg": 8 * 2 * 3,  # BN x spatial dropout x dropout, skin and bone, 3 seeds
+        "task6_augment_alexnet": 2 * 3,
+        "task7_augment_vgg": 2 * 2 * 3,
+        "task9_transfer": 2 * 3,
+        "task10_gradcam": 1,
     }
+    assert {name: len(s.runs) for name, s in plan.studies.items()} == sizes
+    # No parameter set is shared between the lab's tasks.
+    assert len(plan.runs) == sum(sizes.values()) == 97
     task3 = [plan.runs[r] for r in plan.studies["task3_spatial_dropout"].runs]
     assert {(p["spatial_dropout"], p["dropout"]) for p in task3} == {(0.1, 0.4), (0.0, 0.0)}
     assert all(p["base"] == 64 and p["epochs"] == 150 and not p["batch_norm"] for p in task3)
@@ -37,7 +43,7 @@ def test_grid_is_cartesian_and_crossed_with_variants_datasets_and_seeds(lab_conf
 def test_identical_runs_in_two_studies_train_once(lab_config):
     lab_config["studies"]["again"] = {"set": {"lr": 1e-4, "epochs": 50}, "datasets": ["skin"], "seeds": [1]}
     plan = build_plan(lab_config)
-    assert len(plan.runs) == 24
+    assert len(plan.runs) == 97
     (shared,) = plan.studies["again"].runs
     assert shared in plan.studies["task1_batchnorm"].runs
     table = runs_table(plan).set_index("run")
@@ -80,6 +86,12 @@ def _study(config, name):
         (lambda c: _study(c, "task1_batchnorm").update(baseline={"lr": 0.5}), "studies.task1_batchnorm.baseline"),
         (lambda c: c["defaults"].pop("lr"), "defaults"),
         (lambda c: _study(c, "task1c_low_lr")["grid"].update(batch_norm=[]), "studies.task1c_low_lr.grid.batch_norm"),
+        (lambda c: _study(c, "task9_transfer")["set"].update(augment="lab"), "studies.task9_transfer.augment"),
+        (lambda c: _study(c, "task9_transfer")["set"].update(head="softmax"), "studies.task9_transfer.head"),
+        (lambda c: _study(c, "task1_batchnorm")["set"].update(fine_tune=5), "studies.task1_batchnorm.fine_tune"),
+        (lambda c: _study(c, "task1_batchnorm").update(gradcam=True), "studies.task1_batchnorm.gradcam"),
+        (lambda c: _study(c, "task4_vgg").update(at_epochs=[50, 151]), "studies.task4_vgg.at_epochs"),
+        (lambda c: _study(c, "task9_transfer").update(compare_with="task7"), "studies.task9_transfer.compare_with"),
     ],
 )
 def test_semantic_errors_name_the_key_path(lab_config, edit, key_path):
@@ -88,3 +100,24 @@ def test_semantic_errors_name_the_key_path(lab_config, edit, key_path):
         build_plan(lab_config)
     assert error.value.key_path == key_path
     assert f"'{key_path}'" in str(error.value)
+
+
+def test_parameters_added_later_keep_earlier_run_ids(lab_config):
+    before = build_plan(lab_config)
+    lab_config["defaults"].update(fine_tune=0, fine_tune_lr=0.5)
+    assert set(build_plan(lab_config).runs) == set(before.runs)
+    lab_config["studies"]["task9_transfer"]["set"]["fine_tune"] = 3
+    changed = build_plan(lab_config)
+    assert set(changed.studies["task9_transfer"].runs).isdisjoint(before.studies["task9_transfer"].runs)
+    assert all(changed.runs[r]["fine_tune_lr"] == 0.5 for r in changed.studies["task9_transfer"].runs)
+
+
+def test_augmentation_mappings_are_canonical(lab_config):
+    study = lab_config["studies"]["task6_augment_alexnet"]
+    study.pop("baseline")
+    study["grid"] = {"augment": [{"rotation_range": 10, "horizontal_flip": True}]}
+    first = build_plan(lab_config).studies["task6_augment_alexnet"].runs
+    study["grid"] = {"augment": [{"horizontal_flip": True, "rotation_range": 10.0}]}
+    assert build_plan(lab_config).studies["task6_augment_alexnet"].runs == first
+    table = runs_table(build_plan(lab_config)).set_index("run")
+    assert table.loc[first[0], "augment"] == '{"horizontal_flip":true,"rotation_range":10.0}'

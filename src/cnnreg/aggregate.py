@@ -1,7 +1,10 @@
 """One study's runs → the files the report shows (tables, figures with their CSVs, answer)."""
 
 import html
+import json
 from pathlib import Path
+
+import pandas as pd
 
 from cnnreg import plots
 from cnnreg.tables import answer, curve_table, summarise_study
@@ -18,43 +21,67 @@ th {{ background: #f0f0f0; }}
 <h2>{title}</h2>
 <p><b>Question.</b> {question}</p>
 <p class="answer"><b>Measured answer.</b> {answer}</p>
-<h3>Per variant (mean ± 95 % CI over seeds)</h3>
+<h3>Per variant (mean ± 95 % CI over seeds, ranked by best validation accuracy)</h3>
 {variants}
+{sections}
 <h3>Per run</h3>
 {runs}
 </body></html>
 """
 
 
-def write_study_outputs(study, runs, run_dirs, outputs):
+def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=()):
     """Write summary.csv/.html, curves.png/.csv, final.png/.csv and answer.txt for a study.
 
     Parameters
     ----------
     study : cnnreg.studies.Study
     runs : dict
-        Run id → resolved parameters, for the study's runs.
+        Run id → resolved parameters, for the study's runs (and those of ``other``).
     run_dirs : dict
         Run id → finished run folder.
     outputs : mapping
         Paths keyed ``summary``, ``html``, ``curves``, ``curves_csv``, ``final``, ``final_csv``,
         ``answer``.
+    other : cnnreg.studies.Study, optional
+        The study this one is compared with.
+    features : sequence of path-like
+        Feature-extraction summaries (JSON) of a transfer study, shown with their weights.
     """
-    summary, variants, histories = summarise_study(study, runs, run_dirs)
-    curves = curve_table(study, runs, histories)
-    text = answer(variants)
+    summary, variants, extra = summarise_study(study, runs, run_dirs, other)
+    curves = curve_table(study, runs, extra["histories"])
+    text = answer(variants, extra["effects"], extra["comparison"])
     summary.to_csv(outputs["summary"], index=False)
     variants.to_csv(outputs["final_csv"], index=False)
     curves.to_csv(outputs["curves_csv"], index=False)
     plots.learning_curves(curves, outputs["curves"], title=study.title)
     plots.final_accuracies(variants, outputs["final"], title=study.title)
     Path(outputs["answer"]).write_text(text + "\n")
+    sections = [
+        _section("Paired differences against the baseline (mean ± 95 % CI over seeds)", extra["effects"]),
+        _section(f"Compared with {other.name if other else ''}: {other.title if other else ''}", extra["comparison"]),
+        _section("Features the heads trained on", pd.DataFrame([_features_row(p) for p in features])),
+    ]
     Path(outputs["html"]).write_text(
         PAGE.format(
             title=html.escape(study.title),
             question=html.escape(study.question or "—"),
             answer=html.escape(text),
-            variants=variants.to_html(index=False, float_format="{:.3f}".format, na_rep="—"),
-            runs=summary.to_html(index=False, float_format="{:.3f}".format, na_rep="—"),
+            variants=_html_table(variants),
+            sections="\n".join(sections),
+            runs=_html_table(summary),
         )
     )
+
+
+def _html_table(table):
+    return table.to_html(index=False, float_format="{:.3f}".format, na_rep="—")
+
+
+def _section(heading, table):
+    return f"<h3>{html.escape(heading)}</h3>\n{_html_table(table)}" if len(table) else ""
+
+
+def _features_row(path):
+    summary = json.loads(Path(path).read_text())
+    return {"features": Path(path).stem, **summary}

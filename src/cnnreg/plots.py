@@ -52,9 +52,13 @@ def final_accuracies(variants, path, title=""):
     """Final and best validation accuracy per variant, mean with 95 % CI error bars."""
     sns.set_theme(style="whitegrid", context="paper")
     datasets = list(dict.fromkeys(variants["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
+    width = max(5.5, 0.45 * len(variants) / len(datasets))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), 4.2), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         subset = variants[variants["dataset"] == dataset].reset_index(drop=True)
+        labels = subset["variant"]
+        if "at_epoch" in subset:
+            labels = labels + " @ epoch " + subset["at_epoch"].astype(str)
         for offset, column, label in (
             (-0.2, "final_val_accuracy", "final"),
             (0.2, "best_val_accuracy", "best"),
@@ -63,7 +67,7 @@ def final_accuracies(variants, path, title=""):
                 subset.index + offset, subset[f"{column}_mean"], yerr=subset[f"{column}_ci95"].fillna(0),
                 fmt="o", capsize=4, label=f"{label} validation accuracy",
             )  # fmt: skip
-        ax.set_xticks(subset.index, subset["variant"], rotation=20, ha="right", fontsize=7)
+        ax.set_xticks(subset.index, labels, rotation=20, ha="right", fontsize=7)
         ax.set_title(dataset)
         ax.set_ylabel("validation accuracy")
         ax.legend(fontsize=7)

@@ -32,11 +32,21 @@ PARAMETER_TYPES = {
     "epochs": int,
     "image_size": list,
     "channels": int,
-    "augment": str,
+    "augment": "augment",
+    "fine_tune": int,
+    "fine_tune_lr": float,
     "seed": int,
 }
 PARAMETERS = tuple(PARAMETER_TYPES)
 STUDY_PARAMETERS = tuple(p for p in PARAMETERS if p not in ("dataset", "seed"))
+#: Parameters added after the first release, with the value every run had before them. A config's
+#: ``defaults`` may omit them, and while a run keeps these values they stay out of its id, so
+#: adding a capability reruns nothing that was already trained.
+LATER_PARAMETERS = {"fine_tune": 0, "fine_tune_lr": 1.0e-5}
+#: Models trained on features cached once per dataset (see `cnnreg.transfer`).
+TRANSFER_MODELS = ("vgg16_imagenet",)
+#: Models whose last convolution is ``Last_ConvLayer`` (what Grad-CAM reads).
+GRADCAM_MODELS = ("vgg16",)
 
 
 class ConfigError(ValueError):
@@ -57,6 +67,12 @@ class Study:
     runs: tuple[str, ...]
     varied: tuple[str, ...]
     baseline: dict = field(default_factory=dict)
+    #: Epochs at which to summarise every run, from its history (empty: its last epoch).
+    at_epochs: tuple[int, ...] = ()
+    #: Another study whose runs this one's summary is compared with, per dataset.
+    compare_with: str | None = None
+    #: Whether every run of the study gets a Grad-CAM gallery.
+    gradcam: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,10 +92,15 @@ def normalise(params):
 
     ``0`` and ``0.0`` for a rate, or ``1e-4`` and ``0.0001`` for ``lr``, must give the same run.
     """
+    unknown = set(params) - set(PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown run parameters {sorted(unknown)}; expected some of {list(PARAMETERS)}")
     canonical = {}
-    for name, value in params.items():
-        kind = PARAMETER_TYPES[name]
-        if kind is list:
+    for name in (p for p in PARAMETERS if p in params):
+        kind, value = PARAMETER_TYPES[name], params[name]
+        if kind == "augment":
+            canonical[name] = _canonical_augment(value)
+        elif kind is list:
             canonical[name] = [int(v) for v in value]
         elif kind is float:
             canonical[name] = float(value)
@@ -88,9 +109,28 @@ def normalise(params):
     return canonical
 
 
+def _canonical_augment(value):
+    """``none``, ``lab``, or the option mapping with sorted keys and numbers as floats."""
+    if isinstance(value, str):
+        return value
+    return {key: _canonical_option(value[key]) for key in sorted(value)}
+
+
+def _canonical_option(value):
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_canonical_option(v) for v in value]
+    return float(value)
+
+
 def run_id(params):
     """Stable id of a run: ``{model}-{dataset}-{hash}`` of the canonical resolved parameters."""
-    canonical = json.dumps(normalise(params), sort_keys=True, separators=(",", ":"))
+    hashed = normalise(params)
+    if hashed.get("fine_tune", 0) == LATER_PARAMETERS["fine_tune"]:
+        for name in LATER_PARAMETERS:
+            hashed.pop(name, None)
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
     return f"{params['model']}-{params['dataset']}-{digest}"
 
@@ -113,18 +153,24 @@ def build_plan(config):
         For what a schema cannot express: an unknown dataset, a grid key that is not a run
         parameter, a parameter both fixed and varied, a baseline that matches no run.
     """
-    defaults = _check_defaults(config.get("defaults", {}))
+    defaults = {**LATER_PARAMETERS, **_check_defaults(config.get("defaults", {}))}
     datasets = config.get("datasets", {})
     runs, studies = {}, {}
     for name, spec in config.get("studies", {}).items():
         study_runs = _expand_study(name, spec, defaults, datasets)
         runs.update(study_runs)
         studies[name] = _describe_study(name, spec, study_runs)
+    for name, study in studies.items():
+        if study.compare_with and study.compare_with not in studies:
+            raise ConfigError(
+                f"studies.{name}.compare_with",
+                f"names study '{study.compare_with}', which is not under 'studies' (known: {sorted(studies)})",
+            )
     return Plan(runs=runs, studies=studies)
 
 
 def _check_defaults(defaults):
-    missing = [p for p in STUDY_PARAMETERS if p not in defaults]
+    missing = [p for p in STUDY_PARAMETERS if p not in defaults and p not in LATER_PARAMETERS]
     if missing:
         raise ConfigError("defaults", f"missing run parameters {missing}; every run starts from these")
     _check_names("defaults", defaults)
@@ -169,8 +215,24 @@ def _expand_study(name, spec, defaults, datasets):
             for point in grid_points:
                 for seed in spec.get("seeds", [0]):
                     params = normalise({**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed})
+                    _check_run(path, params)
                     runs[run_id(params)] = params
     return runs
+
+
+def _check_run(path, params):
+    """Combinations of parameters that no model can train."""
+    model = params["model"]
+    if model in TRANSFER_MODELS:
+        if params["augment"] != "none":
+            raise ConfigError(
+                f"{path}.augment",
+                f"model {model} trains on features extracted once per dataset, so it cannot augment; use augment: none",
+            )
+        if params["head"] != "sigmoid":
+            raise ConfigError(f"{path}.head", f"model {model} trains the lab's sigmoid head; use head: sigmoid")
+    elif params["fine_tune"]:
+        raise ConfigError(f"{path}.fine_tune", f"fine-tuning needs a pretrained model {TRANSFER_MODELS}, not {model}")
 
 
 def _describe_study(name, spec, study_runs):
@@ -179,6 +241,20 @@ def _describe_study(name, spec, study_runs):
     baseline = normalise(spec.get("baseline", {}))
     if baseline and not any(all(run[k] == v for k, v in baseline.items()) for run in params):
         raise ConfigError(f"studies.{name}.baseline", f"{baseline} matches none of the study's runs")
+    gradcam = bool(spec.get("gradcam", False))
+    unexplainable = sorted({run["model"] for run in params} - set(GRADCAM_MODELS))
+    if gradcam and unexplainable:
+        raise ConfigError(
+            f"studies.{name}.gradcam",
+            f"Grad-CAM needs a model with a Last_ConvLayer {GRADCAM_MODELS}; this study trains {unexplainable}",
+        )
+    epochs_run = min(run["epochs"] for run in params) if params else 0
+    at_epochs = tuple(sorted(spec.get("at_epochs", [])))
+    if at_epochs and at_epochs[-1] > epochs_run:
+        raise ConfigError(
+            f"studies.{name}.at_epochs",
+            f"{at_epochs[-1]} is beyond the {epochs_run} epochs the study's runs train",
+        )
     return Study(
         name=name,
         title=spec.get("title", name),
@@ -186,6 +262,9 @@ def _describe_study(name, spec, study_runs):
         runs=tuple(study_runs),
         varied=varied,
         baseline=baseline,
+        at_epochs=at_epochs,
+        compare_with=spec.get("compare_with"),
+        gradcam=gradcam,
     )
 
 
@@ -198,9 +277,11 @@ def variant_label(params, varied):
 
 
 def format_value(value):
-    """Display form of a parameter value (lists joined with 'x' for sizes, ',' for units)."""
+    """Display form of a parameter value (lists joined with ',', augmentation mappings as JSON)."""
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
 
 

@@ -11,7 +11,16 @@ from cnnreg.studies import format_value, variant_label
 
 FINAL_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
 #: Per-run values that get a mean and 95 % CI per variant.
-COMPARED = ("final_accuracy", "final_val_accuracy", "best_val_accuracy", "generalization_gap")
+COMPARED = (
+    "final_accuracy",
+    "final_val_accuracy",
+    "best_val_accuracy",
+    "generalization_gap",
+    "best_epoch",
+    "wall_seconds",
+)
+#: Per-run values whose paired difference against the study's baseline is reported.
+EFFECTS = ("final_val_accuracy", "best_val_accuracy", "generalization_gap")
 
 
 def mean_ci(values):
@@ -38,22 +47,45 @@ def first_epoch_reaching(history, column, target):
     return int(reached.iloc[0]) if len(reached) else np.nan
 
 
-def run_rows(study, runs, metrics):
-    """One row per run: varied parameters, seed, final and best values, gap, AUC."""
+def history_values(history):
+    """Final and best values of a (possibly truncated) history."""
+    final = history.iloc[-1]
+    best = history.loc[history["val_accuracy"].idxmax()]
+    values = {f"final_{k}": float(final[k]) for k in FINAL_COLUMNS}
+    values["best_val_accuracy"] = float(best["val_accuracy"])
+    values["best_epoch"] = int(best["epoch"])
+    values["generalization_gap"] = float(final["accuracy"] - final["val_accuracy"])
+    values["wall_seconds"] = float(history["seconds"].sum())
+    return values
+
+
+def run_rows(study, runs, metrics, histories):
+    """One row per run (and per ``at_epochs`` entry): varied parameters, seed, final and best
+    values, gap, AUC, training seconds.
+
+    A row ``at_epoch`` E is read from the first E epochs of the run's history: with a constant
+    learning rate and a fixed seed, a run is identical up to E whatever its total epochs.
+    """
     rows = []
     for rid in study.runs:
-        params, m = runs[rid], metrics[rid]
-        row = {"run": rid, "dataset": params["dataset"], "variant": variant_label(params, study.varied)}
-        row.update({p: format_value(params[p]) for p in study.varied if p != "dataset"})
-        row["seed"] = params["seed"]
-        row.update({f"final_{k}": m["final"][k] for k in FINAL_COLUMNS})
-        row["best_val_accuracy"] = m["best"]["val_accuracy"]
-        row["best_epoch"] = m["best"]["epoch"]
-        row["generalization_gap"] = m["generalization_gap"]
-        row["val_auc"] = m["val_auc"]
-        row["epochs_run"] = m["epochs_run"]
-        rows.append(row)
+        params, history = runs[rid], histories[rid]
+        for at_epoch in study.at_epochs or (None,):
+            row = {"run": rid, "dataset": params["dataset"], "variant": variant_label(params, study.varied)}
+            if at_epoch is not None:
+                row["at_epoch"] = at_epoch
+            row.update({p: format_value(params[p]) for p in study.varied if p != "dataset"})
+            row["seed"] = params["seed"]
+            row.update(history_values(history if at_epoch is None else history[history["epoch"] <= at_epoch]))
+            complete = at_epoch is None or at_epoch == metrics[rid]["epochs_run"]
+            row["val_auc"] = metrics[rid]["val_auc"] if complete else np.nan
+            row["epochs_run"] = metrics[rid]["epochs_run"] if at_epoch is None else at_epoch
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def group_keys(table):
+    """What a variant's runs share: dataset, the epoch they are read at (if any), variant."""
+    return ["dataset", "at_epoch", "variant"] if "at_epoch" in table else ["dataset", "variant"]
 
 
 def add_reference_epochs(table, study, runs, histories):
@@ -64,10 +96,10 @@ def add_reference_epochs(table, study, runs, histories):
     """
     if not study.baseline:
         return table
-    is_baseline = [all(runs[r][k] == v for k, v in study.baseline.items()) for r in table["run"]]
-    table = table.assign(is_baseline=is_baseline)
-    reference = table[table["is_baseline"]].groupby("dataset")["final_accuracy"].mean()
-    table["reference_accuracy"] = table["dataset"].map(reference)
+    table = table.assign(is_baseline=_is_baseline(table, study, runs))
+    shared = group_keys(table)[:-1]
+    reference = table[table["is_baseline"]].groupby(shared)["final_accuracy"].mean().rename("reference_accuracy")
+    table = table.join(reference, on=shared)
     table["epoch_reached_reference"] = [
         first_epoch_reaching(histories[r], "accuracy", ref)
         for r, ref in zip(table["run"], table["reference_accuracy"], strict=True)
@@ -75,48 +107,107 @@ def add_reference_epochs(table, study, runs, histories):
     return table
 
 
+def _is_baseline(table, study, runs):
+    return [all(runs[r][k] == v for k, v in study.baseline.items()) for r in table["run"]]
+
+
 def variant_table(table):
-    """Mean ± 95 % CI per (dataset, variant) of the compared values, across seeds."""
+    """Mean ± 95 % CI per variant (and dataset, epoch read at) of the compared values, across
+    seeds, ranked by mean best validation accuracy within each dataset (and epoch)."""
+    keys = group_keys(table)
     rows = []
-    for (dataset, variant), group in table.groupby(["dataset", "variant"], sort=False):
-        row = {"dataset": dataset, "variant": variant, "n_seeds": len(group)}
+    for key, group in table.groupby(keys, sort=False):
+        row = dict(zip(keys, key, strict=True), n_seeds=len(group))
         if "is_baseline" in group:
             row["is_baseline"] = bool(group["is_baseline"].all())
         columns = list(COMPARED) + (["epoch_reached_reference"] if "epoch_reached_reference" in group else [])
         for column in columns:
             row[f"{column}_mean"], row[f"{column}_ci95"] = mean_ci(group[column])
         rows.append(row)
+    variants = pd.DataFrame(rows)
+    shared = keys[:-1]
+    variants["rank"] = variants.groupby(shared)["best_val_accuracy_mean"].rank(ascending=False, method="min")
+    return variants.sort_values([*shared, "rank"], kind="stable").reset_index(drop=True)
+
+
+def effects(table, study, runs):
+    """Paired differences (variant − baseline, same dataset, seed and other parameters) of
+    validation accuracy and generalization gap, mean ± 95 % CI per variant.
+
+    Empty when the study has no ``baseline``.
+    """
+    if not study.baseline:
+        return pd.DataFrame()
+    table = table.assign(pair=[_pair_key(runs[r], study.baseline) for r in table["run"]])
+    if "at_epoch" in table:
+        table["pair"] = table["pair"] + table["at_epoch"].astype(str)
+    is_baseline = np.array(_is_baseline(table, study, runs))
+    baseline = table[is_baseline].set_index("pair")
+    others = table[~is_baseline]
+    keys = group_keys(table)
+    rows = []
+    for key, group in others.groupby(keys, sort=False):
+        matched = group[group["pair"].isin(baseline.index)]
+        reference = baseline.loc[matched["pair"]]
+        row = dict(zip(keys, key, strict=True), versus=reference["variant"].iloc[0], n_pairs=len(matched))
+        for column in EFFECTS:
+            row[f"delta_{column}_mean"], row[f"delta_{column}_ci95"] = mean_ci(
+                matched[column].to_numpy() - reference[column].to_numpy()
+            )
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def summarise_study(study, runs, run_dirs):
+def _pair_key(params, baseline):
+    return json.dumps({k: v for k, v in params.items() if k not in baseline}, sort_keys=True)
+
+
+def summarise_study(study, runs, run_dirs, other=None):
     """Per-run summary with each run's variant mean ± CI joined on.
 
     Parameters
     ----------
     study : cnnreg.studies.Study
     runs : dict
-        Run id → resolved parameters.
+        Run id → resolved parameters (of this study and of ``other``).
     run_dirs : dict
         Run id → folder holding history.csv and metrics.json.
+    other : cnnreg.studies.Study, optional
+        The study this one is compared with (``compare_with``).
 
     Returns
     -------
     summary : DataFrame
         One row per run (summary.csv).
     variants : DataFrame
-        One row per dataset and variant.
-    histories : dict
-        Run id → history DataFrame.
+        One row per dataset and variant, ranked.
+    extra : dict
+        ``histories`` (run id → history), ``effects`` (paired differences against the
+        baseline) and ``comparison`` (this study's and ``other``'s variants side by side).
     """
-    loaded = {rid: read_run(run_dirs[rid]) for rid in study.runs}
+    loaded = {rid: read_run(run_dirs[rid]) for rid in run_dirs}
     histories = {rid: h for rid, (h, _) in loaded.items()}
     metrics = {rid: m for rid, (_, m) in loaded.items()}
-    table = add_reference_epochs(run_rows(study, runs, metrics), study, runs, histories)
+    table = add_reference_epochs(run_rows(study, runs, metrics, histories), study, runs, histories)
     variants = variant_table(table)
-    per_variant = variants.drop(columns=["n_seeds", "is_baseline"], errors="ignore")
-    summary = table.merge(per_variant, on=["dataset", "variant"], how="left")
-    return summary, variants, histories
+    per_variant = variants.drop(columns=["n_seeds", "is_baseline", "rank"], errors="ignore")
+    summary = table.merge(per_variant, on=group_keys(table), how="left")
+    extra = {"histories": histories, "effects": effects(table, study, runs), "comparison": pd.DataFrame()}
+    if other is not None:
+        extra["comparison"] = comparison_table(study, variants, other, runs, metrics, histories)
+    return summary, variants, extra
+
+
+def comparison_table(study, variants, other, runs, metrics, histories):
+    """This study's variants and the compared study's, per dataset this study uses."""
+    theirs = variant_table(run_rows(other, runs, metrics, histories))
+    frames = [variants.assign(study=study.name), theirs.assign(study=other.name)]
+    both = pd.concat(frames, ignore_index=True)
+    both = both[both["dataset"].isin(set(variants["dataset"]))]
+    columns = ["dataset", "study", "variant", "n_seeds"] + [
+        f"{c}_{s}" for c in ("best_val_accuracy", "best_epoch", "wall_seconds") for s in ("mean", "ci95")
+    ]
+    return both[columns].sort_values(["dataset", "study"], kind="stable").reset_index(drop=True)
 
 
 def curve_table(study, runs, histories):
@@ -147,31 +238,109 @@ def curve_table(study, runs, histories):
     return pd.DataFrame(rows)
 
 
-def answer(variants):
-    """Sentences answering the study's question from its numbers (used in report captions)."""
+def answer(variants, effect_table=None, comparison=None):
+    """Sentences answering the study's question from its numbers (report labels, summary.html)."""
+    shared = group_keys(variants)[:-1]
     sentences = []
-    for dataset, group in variants.groupby("dataset", sort=False):
-        best = group.loc[group["best_val_accuracy_mean"].idxmax()]
-        sentences.append(
-            f"On {dataset}, the highest mean best validation accuracy is "
-            f"{_pm(best, 'best_val_accuracy')} ({best['variant']}); "
-            + "; ".join(
-                f"{row['variant']}: final validation accuracy {_pm(row, 'final_val_accuracy')}, "
-                f"gap {_pm(row, 'generalization_gap')}"
-                for _, row in group.iterrows()
+    for key, group in variants.groupby(shared, sort=False):
+        where = _where(dict(zip(shared, key if isinstance(key, tuple) else (key,), strict=True)))
+        sentences.append(_ranking_sentence(where, group))
+        if len(group) <= DETAILED_VARIANTS:
+            sentences.append(
+                "; ".join(
+                    f"{row['variant']}: final validation accuracy {_pm(row, 'final_val_accuracy')}, "
+                    f"gap {_pm(row, 'generalization_gap')}"
+                    for _, row in group.iterrows()
+                )
+                + "."
             )
-            + "."
-        )
         if "is_baseline" in group:
-            sentences.extend(_reference_sentences(dataset, group))
+            sentences.extend(_reference_sentences(where, group))
+    if effect_table is not None and len(effect_table):
+        sentences.extend(_effect_sentences(effect_table))
+    if comparison is not None and len(comparison):
+        sentences.extend(_comparison_sentences(comparison))
     return " ".join(sentences)
 
 
-def _reference_sentences(dataset, group):
+#: Studies with at most this many variants get every variant's final values in the answer.
+DETAILED_VARIANTS = 3
+
+
+def _where(key):
+    text = f"On {key['dataset']}"
+    return text + (f" at epoch {key['at_epoch']}" if "at_epoch" in key else "")
+
+
+def _ranking_sentence(where, group):
+    ranked = group.sort_values("rank")
+    best = ranked.iloc[0]
+    sentence = f"{where}, the best is {best['variant']} (best validation accuracy {_pm(best, 'best_val_accuracy')})"
+    if len(ranked) > 1:
+        second = ranked.iloc[1]
+        overlap = _overlaps(best, second, "best_val_accuracy")
+        sentence += (
+            f", ahead of {second['variant']} ({_pm(second, 'best_val_accuracy')}; "
+            + ("the 95 % CIs overlap, so the ranking is not settled" if overlap else "the 95 % CIs do not overlap")
+            + ")"
+        )
+    return sentence + "."
+
+
+def _overlaps(a, b, column):
+    ci_a, ci_b = a[f"{column}_ci95"], b[f"{column}_ci95"]
+    if np.isnan(ci_a) or np.isnan(ci_b):
+        return True
+    return abs(a[f"{column}_mean"] - b[f"{column}_mean"]) <= ci_a + ci_b
+
+
+def _effect_sentences(effect_table):
+    sentences = []
+    for _, row in effect_table.iterrows():
+        where = _where(row)
+        accuracy = _signed(row, "delta_best_val_accuracy")
+        verdict = _verdict(row, "delta_best_val_accuracy")
+        sentences.append(
+            f"{where}, {row['variant']} against {row['versus']} (paired by seed, n={row['n_pairs']}): "
+            f"best validation accuracy {accuracy} ({verdict}), final validation accuracy "
+            f"{_signed(row, 'delta_final_val_accuracy')}, generalization gap "
+            f"{_signed(row, 'delta_generalization_gap')}."
+        )
+    return sentences
+
+
+def _signed(row, column):
+    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
+    return f"{mean:+.3f}" + ("" if np.isnan(ci) else f" ± {ci:.3f}")
+
+
+def _verdict(row, column):
+    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
+    if np.isnan(ci):
+        return "one seed: no confidence interval"
+    if mean - ci > 0:
+        return "helps: the CI excludes 0"
+    if mean + ci < 0:
+        return "hurts: the CI excludes 0"
+    return "no clear effect: the CI includes 0"
+
+
+def _comparison_sentences(comparison):
+    sentences = []
+    for dataset, group in comparison.groupby("dataset", sort=False):
+        parts = [
+            f"{row['study']} {row['variant']}: best validation accuracy {_pm(row, 'best_val_accuracy')} at epoch "
+            f"{_pm(row, 'best_epoch', '.1f')} after {_pm(row, 'wall_seconds', '.0f')} s of training"
+            for _, row in group.iterrows()
+        ]
+        sentences.append(f"On {dataset}: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def _reference_sentences(where, group):
     baseline = " and ".join(group.loc[group["is_baseline"], "variant"])
     return [
-        f"On {dataset}, {row['variant']} first reached the final training accuracy of "
-        f"{baseline} at epoch {_epoch(row)}."
+        f"{where}, {row['variant']} first reached the final training accuracy of {baseline} at epoch {_epoch(row)}."
         for _, row in group[~group["is_baseline"]].iterrows()
     ]
 
@@ -183,6 +352,6 @@ def _epoch(row):
     return f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}")
 
 
-def _pm(row, column):
+def _pm(row, column, spec=".3f"):
     mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
-    return f"{mean:.3f}" + ("" if np.isnan(ci) else f" ± {ci:.3f}")
+    return format(mean, spec) + ("" if np.isnan(ci) else f" ± {format(ci, spec)}")

@@ -15,6 +15,7 @@ import platform
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -24,8 +25,11 @@ import yaml
 from scipy.stats import rankdata
 
 import cnnreg
+from cnnreg.augment import augment_dataset
 from cnnreg.data import load_cache
 from cnnreg.models import build_model, compile_model
+from cnnreg.studies import TRANSFER_MODELS
+from cnnreg.transfer import feature_extractor, fine_tune_model, load_feature_cache, to_vgg_input, transfer_head
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 log = logging.getLogger(__name__)
@@ -60,35 +64,47 @@ def _labels(y, head):
     return y.astype("float32").reshape(-1, 1) if head == "sigmoid" else y.astype("int64")
 
 
-def _rescale(x, y):
-    return tf.cast(x, tf.float32) / 255.0, y
+class Stage(NamedTuple):
+    """What one training stage fits on: arrays, and the factor that makes them model inputs."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: tuple
+    scale: float = 1 / 255.0
 
 
-def make_datasets(cache, params):
+def make_datasets(data, params, seed=None):
     """tf.data pipelines for training and validation, and their steps per epoch.
 
     Both are repeated and driven by ``steps_per_epoch``: a pipeline that ends each epoch stalls
     for seconds while tf.data tears its iterator down, which dominated small models on CPU.
-    Validation batches come in the same order every epoch and are only rescaled.
+    Training batches are augmented as the run's ``augment`` says, a new draw every epoch;
+    validation batches come in the same order every epoch and are only rescaled.
     """
-    batch = params["batch_size"]
+    batch, seed = params["batch_size"], params["seed"] if seed is None else seed
+
+    def rescale(x, y):
+        return tf.cast(x, tf.float32) * data.scale, y
+
     train = (
-        tf.data.Dataset.from_tensor_slices((cache.x_train, _labels(cache.y_train, params["head"])))
-        .shuffle(len(cache.x_train), seed=params["seed"], reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices((data.x_train, _labels(data.y_train, params["head"])))
+        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(batch)
-        .map(_rescale, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
+        .map(rescale, num_parallel_calls=tf.data.AUTOTUNE)
     )
+    train = augment_dataset(train, params["augment"], seed).prefetch(tf.data.AUTOTUNE)
     val = (
-        tf.data.Dataset.from_tensor_slices((cache.x_val, _labels(cache.y_val, params["head"])))
+        tf.data.Dataset.from_tensor_slices((data.x_val, _labels(data.y_val, params["head"])))
         .batch(batch)
-        .map(_rescale)
+        .map(rescale)
         .cache()
         .repeat()
         .prefetch(tf.data.AUTOTUNE)
     )
-    return train, val, math.ceil(len(cache.x_train) / batch), math.ceil(len(cache.x_val) / batch)
+    return train, val, math.ceil(len(data.x_train) / batch), math.ceil(len(data.x_val) / batch)
 
 
 def _write_atomic(path, write):
@@ -175,22 +191,22 @@ def roc_auc(labels, scores):
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def positive_scores(model, x, batch_size):
-    """Probability of class 1 for every image (either head)."""
-    probs = model.predict(x.astype("float32") / 255.0, batch_size=batch_size, verbose=0)
+def positive_scores(model, x, batch_size, scale=1 / 255.0):
+    """Probability of class 1 for every input (either head)."""
+    probs = model.predict(x.astype("float32") * scale, batch_size=batch_size, verbose=0)
     return probs[:, 0] if probs.shape[1] == 1 else probs[:, 1]
 
 
-def validation_metrics(model, cache, batch_size):
+def validation_metrics(model, data, batch_size):
     """AUC and confusion matrix (rows: true class, columns: predicted) on validation data."""
-    scores = positive_scores(model, cache.x_val, batch_size)
+    scores = positive_scores(model, data.x_val, batch_size, data.scale)
     predicted = (scores >= 0.5).astype(int)
-    n = len(cache.classes)
+    n = len(data.classes)
     matrix = np.zeros((n, n), dtype=int)
-    np.add.at(matrix, (cache.y_val, predicted), 1)
+    np.add.at(matrix, (data.y_val, predicted), 1)
     return {
-        "val_auc": roc_auc(cache.y_val == 1, scores),
-        "confusion_matrix": {"classes": list(cache.classes), "matrix": matrix.tolist()},
+        "val_auc": roc_auc(data.y_val == 1, scores),
+        "confusion_matrix": {"classes": list(data.classes), "matrix": matrix.tolist()},
     }
 
 
@@ -220,7 +236,7 @@ def versions():
     }
 
 
-def train_run(run, params, cache_path, run_dir, threads=1, started=None):
+def train_run(run, params, cache_path, run_dir, threads=1, started=None, features_path=None, weights_path=None):
     """Train one run to completion, resuming from its checkpoint if one exists.
 
     Parameters
@@ -230,13 +246,18 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None):
     params : dict
         Fully resolved run parameters (see `cnnreg.studies`).
     cache_path : path-like
-        The dataset cache written by `cnnreg.data.prepare_cache`.
+        The dataset cache written by `cnnreg.data.prepare_cache` (for a transfer run, only read
+        when it fine-tunes).
     run_dir : path-like
         Folder for history.csv, metrics.json, model.keras and params.yaml.
     threads : int
         CPU threads for TensorFlow.
     started : float, optional
         ``time.time()`` when the job started, to measure start-up overhead.
+    features_path : path-like, optional
+        For transfer models: the feature cache written by `cnnreg.transfer`; the head trains on it.
+    weights_path : path-like, optional
+        For transfer models that fine-tune: the VGG16 weights the features were extracted with.
 
     Returns
     -------
@@ -247,39 +268,81 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     configure_tensorflow(threads)
-    cache = load_cache(cache_path)
+    transfer = params["model"] in TRANSFER_MODELS
+    data = feature_stage(load_feature_cache(features_path)) if transfer else image_stage(load_cache(cache_path))
     state = ResumeState(run_dir / "resume")
     model, rows = state.load()
     keras.utils.set_random_seed(params["seed"] + len(rows))
+    total = params["epochs"] + params["fine_tune"]
     if model is None:
-        model = compile_model(build_model(params), params)
-    elif len(rows) < params["epochs"]:
-        log.info("resuming %s after epoch %d of %d", run, len(rows), params["epochs"])
+        model = new_model(params, data)
+    elif len(rows) < total:
+        log.info("resuming %s after epoch %d of %d", run, len(rows), total)
     else:
         log.info("%s finished all %d epochs before; rewriting its outputs", run, len(rows))
-    train, val, steps, val_steps = make_datasets(cache, params)
-    recorder = EpochRecorder(rows, state, run_dir / "history.csv", params["epochs"])
-    if len(rows) < params["epochs"]:
-        model.fit(
-            train,
-            validation_data=val,
-            epochs=params["epochs"],
-            initial_epoch=len(rows),
-            steps_per_epoch=steps,
-            validation_steps=val_steps,
-            callbacks=[recorder],
-            shuffle=False,
-            verbose=0,
+    recorder = EpochRecorder(rows, state, run_dir / "history.csv", total)
+    fit(model, data, params, params["epochs"], recorder)
+    if params["fine_tune"]:
+        data = image_stage(load_cache(cache_path), vgg=True)
+        if len(rows) <= params["epochs"]:
+            model = fine_tuning_model(model, params, data, weights_path)
+        fit(model, data, params, total, recorder)
+    return finish(run, params, model, data, rows, run_dir, recorder.first_epoch_started, started)
+
+
+def image_stage(cache, vgg=False):
+    """Training arrays from an image cache: uint8 rescaled in the pipeline, or VGG-preprocessed."""
+    if vgg:
+        return Stage(
+            to_vgg_input(cache.x_train), cache.y_train, to_vgg_input(cache.x_val), cache.y_val, cache.classes, 1.0
         )
-    return finish(run, params, model, cache, rows, run_dir, recorder.first_epoch_started, started)
+    return Stage(cache.x_train, cache.y_train, cache.x_val, cache.y_val, cache.classes)
 
 
-def finish(run, params, model, cache, rows, run_dir, first_epoch_started, started):
+def feature_stage(features):
+    return Stage(features.x_train, features.y_train, features.x_val, features.y_val, features.classes, 1.0)
+
+
+def new_model(params, data):
+    """The run's compiled model; a transfer run's is the head on the cached features' shape."""
+    if params["model"] in TRANSFER_MODELS:
+        head = transfer_head(data.x_train.shape[1:], dense=params["dense"][0], dropout=params["dropout"])
+        return compile_model(head, params)
+    return compile_model(build_model(params), params)
+
+
+def fine_tuning_model(head, params, data, weights_path):
+    """The trained head on VGG16 with block 5 unfrozen, compiled at the fine-tuning rate."""
+    log.info("fine-tuning block 5 for %d epochs at lr %g", params["fine_tune"], params["fine_tune_lr"])
+    extractor = feature_extractor(weights_path, data.x_train.shape[1:])
+    return compile_model(fine_tune_model(extractor, head), {**params, "lr": params["fine_tune_lr"]})
+
+
+def fit(model, data, params, until_epoch, recorder):
+    """Fit from the recorder's last finished epoch up to ``until_epoch`` (nothing if there)."""
+    done = len(recorder.rows)
+    if done >= until_epoch:
+        return
+    train, val, steps, val_steps = make_datasets(data, params, seed=params["seed"] + done)
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=until_epoch,
+        initial_epoch=done,
+        steps_per_epoch=steps,
+        validation_steps=val_steps,
+        callbacks=[recorder],
+        shuffle=False,
+        verbose=0,
+    )
+
+
+def finish(run, params, model, data, rows, run_dir, first_epoch_started, started):
     """Write model.keras, params.yaml and metrics.json (history.csv is already complete)."""
     metrics = summarise(run, params, rows)
-    metrics.update(validation_metrics(model, cache, params["batch_size"]))
+    metrics.update(validation_metrics(model, data, params["batch_size"]))
     trained = metrics["wall_seconds"]
-    metrics["train_images_per_second"] = len(cache.x_train) * len(rows) / trained if trained else None
+    metrics["train_images_per_second"] = len(data.x_train) * len(rows) / trained if trained else None
     metrics["startup_seconds"] = first_epoch_started - started if first_epoch_started else None
     metrics["device"] = device_name()
     metrics["versions"] = versions()

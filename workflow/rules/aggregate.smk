@@ -3,6 +3,7 @@ rule summarize_study:
     input:
         histories=study_run_files("history.csv"),
         metrics=study_run_files("metrics.json"),
+        features=study_features,
     output:
         summary=report(
             "results/studies/{study}/summary.csv",
@@ -38,5 +39,6 @@ rule summarize_study:
     params:
         study=lambda wildcards: PLAN.studies[wildcards.study],
         runs=study_runs,
+        other=compared_study,
     script:
         "../scripts/summarize_study.py"

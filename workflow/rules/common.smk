@@ -7,7 +7,7 @@ from jsonschema import ValidationError
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from cnnreg.studies import ConfigError, build_plan
+from cnnreg.studies import TRANSFER_MODELS, ConfigError, build_plan
 
 
 def validate_config(config):
@@ -32,9 +32,22 @@ def load_plan(config):
         raise WorkflowError(f"Invalid config: {error}") from None
 
 
+def check_gallery_datasets(config):
+    """Task 5's galleries may only name configured datasets."""
+    names = config.get("augmentation_gallery", {}).get("datasets", [])
+    for i, name in enumerate(names):
+        if name not in config["datasets"]:
+            raise WorkflowError(
+                f"Invalid config: config key 'augmentation_gallery.datasets[{i}]': names dataset "
+                f"'{name}', which is not under 'datasets' (known: {sorted(config['datasets'])})"
+            )
+    return names
+
+
 def check_dataset_folders(config, plan):
     """Stop before any job when a used dataset folder is missing, saying how to get one."""
     used = {params["dataset"] for params in plan.runs.values()}
+    used.update(check_gallery_datasets(config))
     for name in sorted(used):
         root = Path(config["datasets"][name]["path"])
         missing = [
@@ -59,6 +72,37 @@ def cache_path(params):
     """The decoded-dataset cache a run reads."""
     height, width = params["image_size"]
     return f"results/data/{params['dataset']}-{height}x{width}x{params['channels']}.npz"
+
+
+def features_path(params):
+    """The cached ImageNet VGG16 features a transfer run's head trains on."""
+    return cache_path(params).replace("results/data/", "results/features/")
+
+
+def train_inputs(wildcards):
+    """A run's data: its image cache, or for a transfer run its feature cache (and, when it
+    fine-tunes, the images and the weights too)."""
+    params = PLAN.runs[wildcards.run]
+    if params["model"] not in TRANSFER_MODELS:
+        return {"cache": cache_path(params)}
+    inputs = {"features": features_path(params)}
+    if params["fine_tune"]:
+        inputs.update(cache=cache_path(params), weights=imagenet_weights(wildcards))
+    return inputs
+
+
+def imagenet_weights(wildcards):
+    """The VGG16 weights file (config key `imagenet_weights`).
+
+    Evaluated only for jobs in the graph, so targets that need no weights never look; when the
+    file is absent the graph is not built and the message says how to stage it.
+    """
+    from cnnreg.transfer import missing_weights_message, resolve_weights_path
+
+    path = resolve_weights_path(config.get("imagenet_weights", "imagenet"))
+    if not path.is_file():
+        raise WorkflowError(missing_weights_message(path, "imagenet_weights"))
+    return str(path)
 
 
 def run_cache(wildcards):
@@ -100,11 +144,17 @@ def dataset_classes(wildcards):
     return config["datasets"][wildcards.dataset].get("classes")
 
 
+def compared_runs(study):
+    """The study's runs, then those of the study it is compared with."""
+    other = PLAN.studies[study.compare_with].runs if study.compare_with else ()
+    return list(dict.fromkeys([*study.runs, *other]))
+
+
 def study_run_files(name):
-    """Input function: ``name`` (history.csv, metrics.json) of every run of the study."""
+    """Input function: ``name`` (history.csv, metrics.json) of every run the study reads."""
 
     def files(wildcards):
-        runs = PLAN.studies[wildcards.study].runs
+        runs = compared_runs(PLAN.studies[wildcards.study])
         return [f"results/runs/{run}/{name}" for run in runs]
 
     return files
@@ -112,7 +162,24 @@ def study_run_files(name):
 
 def study_runs(wildcards):
     study = PLAN.studies[wildcards.study]
-    return {run: PLAN.runs[run] for run in study.runs}
+    return {run: PLAN.runs[run] for run in compared_runs(study)}
+
+
+def compared_study(wildcards):
+    study = PLAN.studies[wildcards.study]
+    return PLAN.studies[study.compare_with] if study.compare_with else None
+
+
+def study_features(wildcards):
+    """Feature-extraction summaries of a transfer study's datasets (which weights, how fast)."""
+    study = PLAN.studies[wildcards.study]
+    params = [PLAN.runs[run] for run in study.runs]
+    paths = {
+        features_path(p).replace(".npz", ".json")
+        for p in params
+        if p["model"] in TRANSFER_MODELS
+    }
+    return sorted(paths)
 
 
 def study_title(wildcards):
@@ -131,10 +198,49 @@ def report_labels(item):
     return labels
 
 
+GALLERY = config.get("augmentation_gallery", {})
+
+
+def gallery_image(wildcards):
+    """The image task 5's galleries transform: configured, or the dataset's first training image."""
+    root = Path(config["datasets"][wildcards.dataset]["path"])
+    configured = GALLERY.get("image", {}).get(wildcards.dataset)
+    if configured:
+        return str(root / configured)
+    first_class = sorted(p for p in (root / "train").iterdir() if p.is_dir())[0]
+    return str(sorted(p for p in first_class.iterdir() if p.is_file())[0])
+
+
+def gradcam_runs():
+    return sorted({run for s in PLAN.studies.values() if s.gradcam for run in s.runs})
+
+
+def gradcam_study(wildcards):
+    """The first study that asks for this run's Grad-CAM gallery (its report category)."""
+    return next(
+        s for s in PLAN.studies.values() if s.gradcam and wildcards.run in s.runs
+    )
+
+
+def evidence_boxes(wildcards):
+    """The dataset's evidence.csv (demo data has one) for the pointing game, if present."""
+    params = PLAN.runs[wildcards.run]
+    path = Path(config["datasets"][params["dataset"]]["path"]) / "evidence.csv"
+    return [str(path)] if path.is_file() else []
+
+
 def all_targets():
     summaries = expand(
         "results/studies/{study}/{file}",
         study=PLAN.studies,
         file=["summary.csv", "summary.html", "curves.png", "final.png"],
     )
-    return ["results/runs.tsv", *summaries]
+    galleries = expand(
+        "results/augmentation/{dataset}/{file}",
+        dataset=GALLERY.get("datasets", []),
+        file=["skimage.png", "generator.png"],
+    )
+    gradcams = expand(
+        "results/gradcam/{run}/{file}", run=gradcam_runs(), file=["gallery.png", "table.html"]
+    )
+    return ["results/runs.tsv", *summaries, *galleries, *gradcams]

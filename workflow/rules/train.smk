@@ -16,7 +16,7 @@ rule run_table:
 rule train:
     """One run: fit the model, writing history.csv epoch by epoch; resumes after a kill."""
     input:
-        cache=run_cache,
+        unpack(train_inputs),
     output:
         history="results/runs/{run}/history.csv",
         metrics="results/runs/{run}/metrics.json",

@@ -10,8 +10,10 @@ logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asc
 train_run(
     snakemake.wildcards.run,
     snakemake.params.run,
-    snakemake.input.cache,
+    snakemake.input.get("cache"),
     run_dir=snakemake.output.history.rsplit("/", 1)[0],
     threads=snakemake.threads,
     started=started,
+    features_path=snakemake.input.get("features"),
+    weights_path=snakemake.input.get("weights"),
 )

@@ -1,0 +1,654 @@
+"""Transfer learning (lab tasks 8 and 9): a frozen ImageNet VGG16 as a feature extractor, and a new head.
+
+VGG16 without its top (``include_top=False``) turns every image into a ``(h, w, 512)`` block of
+features. Those never change while the head trains, so :func:`extract_dataset_features` computes
+them once per dataset into a feature cache (:func:`write_feature_cache`, :func:`load_feature_cache`)
+that every head-training run reads; only :func:`transfer_head` is trained on it.
+:func:`fine_tune_model` goes beyond the lab: the trained head on top of VGG16 with block 5 unfrozen.
+
+Compute nodes are usually offline, so the weights file is given explicitly (config key
+``imagenet_weights``); ``"imagenet"`` means the file Keras itself caches
+(:func:`default_weights_path`). Stage it on a machine with internet with ``python -m cnnreg.transfer
+stage`` and copy it over. ``python -m cnnreg.transfer random PATH`` writes randomly initialised (not
+ImageNet) weights for tests and offline demos; :func:`is_imagenet` tells the two apart by md5.
+"""
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from cnnreg.data import DatasetError, load_cache
+from cnnreg.models import classifier
+
+__all__ = [
+    "CONFIG_KEY",
+    "IMAGENET_MD5",
+    "STAGE_COMMAND",
+    "WEIGHTS_FILE",
+    "FeatureCache",
+    "default_weights_path",
+    "extract_dataset_features",
+    "extract_features",
+    "feature_extractor",
+    "file_md5",
+    "fine_tune_model",
+    "is_imagenet",
+    "load_feature_cache",
+    "main",
+    "missing_weights_message",
+    "resolve_weights_path",
+    "stage_weights",
+    "to_vgg_input",
+    "transfer_head",
+    "write_feature_cache",
+    "write_random_weights",
+]
+
+#: The file Keras downloads for ``VGG16(weights="imagenet", include_top=False)``, and its md5.
+WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
+#: The config key that names the weights file.
+CONFIG_KEY = "imagenet_weights"
+#: Run on a machine with internet: downloads the weights into Keras' cache and prints the path.
+STAGE_COMMAND = "python -m cnnreg.transfer stage"
+#: Smallest height and width VGG16 accepts (five 2×2 poolings).
+MIN_SIZE = 32
+
+_FEATURE_KEYS = ("x_train", "y_train", "x_val", "y_val", "classes", "weights_md5", "imagenet", "image_size")
+_FEATURE_FIX = "delete it and rerun the extract_features rule to rebuild it"
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+class FeatureCache(NamedTuple):
+    """VGG16 features of a dataset, as written by :func:`write_feature_cache`.
+
+    Attributes
+    ----------
+    x_train, x_val : ndarray of float32, shape (N, h, w, 512)
+        Features.
+    y_train, y_val : ndarray of int64, shape (N,)
+        Label indices into `classes`.
+    classes : list of str
+        Class names in label order.
+    weights_md5 : str
+        md5 of the weights file the features were extracted with.
+    imagenet : bool
+        Whether that file is Keras' ImageNet VGG16 notop file.
+    image_size : tuple of int
+        (height, width) of the images the features were extracted from.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: list
+    weights_md5: str
+    imagenet: bool
+    image_size: tuple
+
+
+# --- where the weights are -------------------------------------------------------------------
+
+
+def default_weights_path():
+    """Where Keras caches the ImageNet VGG16 notop weights on this machine.
+
+    Mirrors Keras 3: ``$KERAS_HOME`` if set, else ``~/.keras`` (``/tmp/.keras`` when the home folder
+    is not writable); and, as ``keras.utils.get_file`` does, ``/tmp/.keras`` when that folder is not
+    writable. The file lies in its ``models/`` subfolder.
+
+    Returns
+    -------
+    Path
+        ``<keras home>/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``.
+    """
+    home = os.environ.get("KERAS_HOME")
+    if home is None:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    home = os.path.expanduser(home)
+    if not _writable(home):
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(home) / "models" / WEIGHTS_FILE
+
+
+def _writable(folder):
+    # Keras creates its home folder at import when it can, so a missing folder that could be
+    # created counts as writable.
+    folder = Path(folder)
+    while not folder.exists():
+        if folder.parent == folder:
+            return False
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+def resolve_weights_path(value):
+    """The weights file a config value names.
+
+    Parameters
+    ----------
+    value : str, path-like or None
+        ``"imagenet"`` or None for Keras' cached file (:func:`default_weights_path`), otherwise a
+        path; ``~`` and environment variables in it are expanded.
+
+    Returns
+    -------
+    Path
+    """
+    if value is None or (isinstance(value, str) and value == "imagenet"):
+        return default_weights_path()
+    return Path(os.path.expandvars(os.path.expanduser(os.fspath(value))))
+
+
+def missing_weights_message(path, config_key=CONFIG_KEY):
+    """What to tell a user whose weights file is missing.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The missing file.
+    config_key : str
+        The config key that names the file.
+
+    Returns
+    -------
+    str
+        Which file is missing, which key sets it, how to stage it and where to copy it.
+    """
+    path = Path(path)
+    return (
+        f"VGG16 weights file {path} does not exist (config key '{config_key}'; its value \"imagenet\" "
+        f"means Keras' cache, here {default_weights_path()}). To get the ImageNet weights "
+        f"({WEIGHTS_FILE}, md5 {IMAGENET_MD5}), run `{STAGE_COMMAND}` on a machine with internet; "
+        f"it downloads them and prints where it put them. Then copy that file to {path} on this machine "
+        f"(e.g. `mkdir -p {path.parent}` here, then `scp <printed path> <this host>:{path}`), "
+        f"or set '{config_key}' to wherever you put it."
+    )
+
+
+def file_md5(path):
+    """md5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_imagenet(path):
+    """Whether a file is Keras' ImageNet VGG16 notop weights file (by md5).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    """
+    return file_md5(path) == IMAGENET_MD5
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+def feature_extractor(weights_path, input_shape, config_key=CONFIG_KEY):
+    """Frozen VGG16 without its top, loaded from a local weights file.
+
+    Parameters
+    ----------
+    weights_path : str, path-like or None
+        VGG16 notop weights: Keras' legacy ``.h5`` layout (the ImageNet file) or a Keras 3
+        ``.weights.h5`` file. ``"imagenet"`` or None mean :func:`default_weights_path`. Nothing is
+        ever downloaded.
+    input_shape : tuple of int
+        (height, width, 3), height and width at least 32.
+    config_key : str
+        The config key that set `weights_path`, for the error message.
+
+    Returns
+    -------
+    keras.Model
+        VGG16 notop (named ``vgg16``) with ``trainable=False``; input: images preprocessed by
+        :func:`to_vgg_input`; output: (N, height // 32, width // 32, 512).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the weights file does not exist (the message says how to stage it).
+    ValueError
+        If `input_shape` is not (H ≥ 32, W ≥ 32, 3), or the file is not VGG16 notop weights.
+    """
+    input_shape = tuple(int(side) for side in input_shape)
+    if len(input_shape) != 3 or input_shape[2] != 3 or min(input_shape[:2]) < MIN_SIZE:
+        raise ValueError(
+            f"input_shape must be (height, width, 3) with height and width at least {MIN_SIZE}, got {input_shape}"
+        )
+    path = resolve_weights_path(weights_path)
+    if not path.is_file():
+        raise FileNotFoundError(missing_weights_message(path, config_key))
+    try:
+        model = keras.applications.VGG16(include_top=False, weights=str(path), input_shape=input_shape)
+    except Exception as error:  # h5py and Keras raise OSError, ValueError, ... for a wrong file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"weights file {path} (config key '{config_key}') cannot be loaded into VGG16 without its top "
+            f"({reason}); expected {WEIGHTS_FILE} (Keras' legacy .h5 layout) or a Keras 3 .weights.h5 file "
+            f"of VGG16(include_top=False), such as `{STAGE_COMMAND}` stages"
+        ) from error
+    model.trainable = False
+    return model
+
+
+def to_vgg_input(images):
+    """uint8 images to VGG16 input: gray replicated to 3 channels, then ImageNet preprocessing.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, H, W, 1 or 3)
+        RGB or gray images with values 0–255 (as in a data cache).
+
+    Returns
+    -------
+    ndarray of float32, shape (N, H, W, 3)
+        ``keras.applications.vgg16.preprocess_input`` of the 0–255 values: RGB → BGR, then the
+        ImageNet channel means subtracted.
+
+    Raises
+    ------
+    ValueError
+        If `images` is not a uint8 array of shape (N, H, W, 1 or 3).
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            "images must be uint8 0-255 values of shape (N, height, width, 1 or 3), "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    x = images.astype(np.float32)
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    x = keras.applications.vgg16.preprocess_input(x)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def extract_features(extractor, images, batch_size=32):
+    """Run uint8 images through the extractor, batch by batch.
+
+    Parameters
+    ----------
+    extractor : keras.Model
+        From :func:`feature_extractor`.
+    images : ndarray of uint8, shape (N, H, W, 1 or 3)
+        Raw images; preprocessed here with :func:`to_vgg_input` one batch at a time, so memory
+        holds only one batch of float images.
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, h, w, 512)
+    """
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    images = np.asarray(images)
+    expected = tuple(extractor.input_shape[1:3])
+    if images.ndim != 4 or tuple(images.shape[1:3]) != expected:
+        raise ValueError(f"images must have shape (N, {expected[0]}, {expected[1]}, 1 or 3), got {images.shape}")
+    shape = extractor.compute_output_shape((None, *expected, 3))[1:]
+    features = np.empty((len(images), *shape), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        batch = to_vgg_input(images[start : start + batch_size])
+        features[start : start + len(batch)] = keras.ops.convert_to_numpy(extractor.predict_on_batch(batch))
+    return features
+
+
+def transfer_head(feature_shape, dense=128, dropout=0.5):
+    """The lab's new head: Flatten → Dense(128) → ReLU → Dropout(0.5) → Dense(1, sigmoid).
+
+    Parameters
+    ----------
+    feature_shape : tuple of int
+        Shape of one feature block, (h, w, 512).
+    dense : int
+        Units of the hidden dense layer.
+    dropout : float
+        Dropout rate after its ReLU, in [0, 1); 0 leaves the Dropout layer out.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled functional model named ``transfer_head``; layers ``flatten``, ``dense1``,
+        ``dense1_relu``, ``dense1_dropout``, ``head`` (as `cnnreg.models.classifier` names them).
+    """
+    feature_shape = tuple(int(side) for side in feature_shape)
+    if len(feature_shape) != 3 or min(feature_shape) < 1:
+        raise ValueError(f"feature_shape must be (h, w, channels) of positive ints, got {feature_shape}")
+    if not (isinstance(dense, (int, np.integer)) and dense > 0):
+        raise ValueError(f"dense must be a positive number of units, got {dense!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    inputs = keras.Input(shape=feature_shape, name="features")
+    return keras.Model(inputs, classifier(inputs, (int(dense),), dropout, "sigmoid"), name="transfer_head")
+
+
+def fine_tune_model(extractor, head, trainable_from="block5_conv1"):
+    """The trained head on top of VGG16, with the extractor's last layers unfrozen.
+
+    Parameters
+    ----------
+    extractor : keras.Model
+        From :func:`feature_extractor`, built at the image size the model will see.
+    head : keras.Model
+        The head trained on the extractor's features (:func:`transfer_head`).
+    trainable_from : str
+        The first extractor layer to train; it and every later layer (all of block 5 by default)
+        are trainable, earlier ones stay frozen. VGG16 has no batch normalisation, so no layer
+        needs to be kept in inference mode.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled; input: images preprocessed by :func:`to_vgg_input`. The extractor (``vgg16``)
+        and the head (``transfer_head``) are nested models, so reach their layers through them:
+        ``model.get_layer("vgg16").get_layer("block5_conv3")``.
+
+    Notes
+    -----
+    The layers are shared, not copied: this sets ``trainable`` on `extractor`'s layers and on
+    `head`, and training the returned model updates both. Compile it after calling this.
+    """
+    names = [layer.name for layer in extractor.layers]
+    if trainable_from not in names:
+        raise ValueError(
+            f"trainable_from must name a layer of {extractor.name}, one of {names}; got {trainable_from!r}"
+        )
+    features = tuple(extractor.output_shape[1:])
+    if tuple(head.input_shape[1:]) != features:
+        raise ValueError(
+            f"head expects features of shape {tuple(head.input_shape[1:])} but the extractor, built for "
+            f"{tuple(extractor.input_shape[1:])} images, gives {features}; build the extractor at the image "
+            "size the features were extracted at"
+        )
+    first = names.index(trainable_from)
+    extractor.trainable = True  # sets every layer; then freeze those before `trainable_from`
+    for index, layer in enumerate(extractor.layers):
+        layer.trainable = index >= first
+    head.trainable = True
+    inputs = keras.Input(shape=extractor.input_shape[1:], name="vgg_input")
+    return keras.Model(inputs, head(extractor(inputs)), name=f"{extractor.name}_fine_tune")
+
+
+# --- feature cache ---------------------------------------------------------------------------
+
+
+def write_feature_cache(path, features_train, y_train, features_val, y_val, classes, weights_path, image_size):
+    """Write extracted features to one ``.npz`` file, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Cache file; its folder is created if needed. It appears only when complete.
+    features_train, features_val : ndarray, shape (N, h, w, C)
+        Features, stored as float32.
+    y_train, y_val : ndarray of int, shape (N,)
+        Labels, row-aligned with the features.
+    classes : sequence of str
+        Class names in label order.
+    weights_path : str or path-like
+        The weights file the features came from; its md5 and whether it is ImageNet are stored.
+    image_size : int or (int, int)
+        Height and width of the images the features came from.
+    """
+    features = {
+        "train": np.asarray(features_train, dtype=np.float32),
+        "val": np.asarray(features_val, dtype=np.float32),
+    }
+    labels = {"train": np.asarray(y_train, dtype=np.int64), "val": np.asarray(y_val, dtype=np.int64)}
+    for split in ("train", "val"):
+        if features[split].ndim != 4 or labels[split].shape != (len(features[split]),):
+            raise ValueError(
+                f"{split} features must be (N, h, w, C) with N labels, "
+                f"got features {features[split].shape} and labels {labels[split].shape}"
+            )
+    if features["train"].shape[1:] != features["val"].shape[1:]:
+        raise ValueError(
+            f"train and val features differ in shape: {features['train'].shape[1:]} vs {features['val'].shape[1:]}"
+        )
+    size = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
+    if len(size) != 2:
+        raise ValueError(f"image_size must be an int or [height, width], got {image_size!r}")
+    md5 = file_md5(weights_path)
+    arrays = {
+        "x_train": features["train"],
+        "y_train": labels["train"],
+        "x_val": features["val"],
+        "y_val": labels["val"],
+        "classes": np.array([str(name) for name in classes], dtype=str),
+        "weights_md5": np.array(md5),
+        "imagenet": np.array(md5 == IMAGENET_MD5),
+        "image_size": np.array(size, dtype=np.int64),
+    }
+    _save_npz_atomic(Path(path), arrays)
+
+
+def load_feature_cache(path):
+    """Read a feature cache written by :func:`write_feature_cache`.
+
+    Raises
+    ------
+    DatasetError
+        If the file is missing, truncated, unreadable or lacks an array; the message names the
+        file and says to delete it and rerun the extract_features rule.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"feature cache {path} does not exist; run the extract_features rule to build it")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in _FEATURE_KEYS if key not in npz.files]
+            if missing:
+                raise KeyError(f"lacks {', '.join(missing)}")
+            arrays = {key: npz[key] for key in _FEATURE_KEYS}
+    except _READ_ERRORS as error:
+        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise DatasetError(f"feature cache {path} is unreadable or incomplete ({reason}); {_FEATURE_FIX}") from error
+    for split in ("train", "val"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 4 or y.shape != (len(x),):
+            raise DatasetError(
+                f"feature cache {path} holds {split} features {x.shape} with labels {y.shape}; {_FEATURE_FIX}"
+            )
+    return FeatureCache(
+        x_train=arrays["x_train"],
+        y_train=arrays["y_train"],
+        x_val=arrays["x_val"],
+        y_val=arrays["y_val"],
+        classes=[str(name) for name in arrays["classes"]],
+        weights_md5=str(arrays["weights_md5"]),
+        imagenet=bool(arrays["imagenet"]),
+        image_size=tuple(int(side) for side in arrays["image_size"]),
+    )
+
+
+def _save_npz_atomic(out_path, arrays):
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as stream:
+            np.savez(stream, **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def extract_dataset_features(image_cache_path, out_path, weights_path, batch_size=32, config_key=CONFIG_KEY):
+    """Extract VGG16 features of a whole dataset once, into a feature cache.
+
+    Parameters
+    ----------
+    image_cache_path : str or path-like
+        Image cache from `cnnreg.data.prepare_cache` (1 or 3 channels; gray is replicated).
+    out_path : str or path-like
+        Feature cache to write (see :func:`write_feature_cache`).
+    weights_path : str, path-like or None
+        VGG16 notop weights, as for :func:`feature_extractor`.
+    batch_size : int
+        Images per forward pass.
+    config_key : str
+        The config key that set `weights_path`, for error messages.
+
+    Returns
+    -------
+    dict
+        For logging: ``n_train``, ``n_val``, ``feature_shape`` (list), ``image_size`` (list),
+        ``weights`` (path), ``imagenet`` (bool), ``seconds`` (extraction only) and
+        ``images_per_second``.
+    """
+    cache = load_cache(image_cache_path)
+    path = resolve_weights_path(weights_path)
+    size = tuple(int(side) for side in cache.x_train.shape[1:3])
+    extractor = feature_extractor(path, (*size, 3), config_key)
+    started = time.perf_counter()
+    train = extract_features(extractor, cache.x_train, batch_size)
+    val = extract_features(extractor, cache.x_val, batch_size)
+    seconds = time.perf_counter() - started
+    write_feature_cache(out_path, train, cache.y_train, val, cache.y_val, cache.classes, path, size)
+    n = len(train) + len(val)
+    return {
+        "n_train": len(train),
+        "n_val": len(val),
+        "feature_shape": list(train.shape[1:]),
+        "image_size": list(size),
+        "weights": str(path),
+        "imagenet": is_imagenet(path),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(n / seconds, 1) if seconds > 0 else None,
+    }
+
+
+# --- staging and demo weights ----------------------------------------------------------------
+
+
+def stage_weights():
+    """Download the ImageNet VGG16 notop weights into Keras' cache and check them.
+
+    Goes through ``keras.applications.VGG16(weights="imagenet", include_top=False)``, so the file
+    lands exactly where Keras (and ``imagenet_weights: imagenet``) looks. A file already cached with
+    the right md5 is used without a download.
+
+    Returns
+    -------
+    Path
+        The verified weights file.
+
+    Raises
+    ------
+    ConnectionError
+        If the download fails (this machine is probably offline).
+    ValueError
+        If the cached file's md5 is not the ImageNet file's.
+    """
+    try:
+        keras.applications.VGG16(include_top=False, weights="imagenet")
+    except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...")
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConnectionError(
+            f"could not download the VGG16 ImageNet weights ({reason}); this machine looks offline. "
+            f"Run `{STAGE_COMMAND}` on a machine with internet, then copy the file it prints to "
+            f"{default_weights_path()} here (or set config key '{CONFIG_KEY}' to where you put it)."
+        ) from error
+    candidates = [default_weights_path(), Path("/tmp/.keras/models") / WEIGHTS_FILE]
+    found = [path for path in candidates if path.is_file()]
+    if not found:
+        raise FileNotFoundError(f"Keras loaded the weights but none of {', '.join(map(str, candidates))} exists")
+    path = found[0]
+    md5 = file_md5(path)
+    if md5 != IMAGENET_MD5:
+        raise ValueError(f"{path} has md5 {md5}, expected {IMAGENET_MD5}; delete it and run `{STAGE_COMMAND}` again")
+    return path
+
+
+def write_random_weights(path, seed=0):
+    """Write the weights of a randomly initialised VGG16 notop (NOT ImageNet weights).
+
+    For tests and offline demos: the file loads like the real one (:func:`feature_extractor`), but
+    its features carry no ImageNet knowledge, and :func:`is_imagenet` says so.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; must end in ``.weights.h5`` (Keras 3's weights format). Written atomically.
+    seed : int
+        Initialisation seed; the same seed gives the same weights.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"random weights are written in Keras 3's format, whose name must end in .weights.h5: {path}")
+    keras.utils.set_random_seed(int(seed))
+    model = keras.applications.VGG16(include_top=False, weights=None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def main(argv=None):
+    """``python -m cnnreg.transfer {stage,random}``; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnreg.transfer", description="Get VGG16 notop weights for transfer-learning runs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "stage",
+        help="download the ImageNet weights into Keras' cache (needs internet), verify them, print the path",
+        description=f"Downloads {WEIGHTS_FILE} into Keras' cache (needs internet), checks its md5 "
+        f"{IMAGENET_MD5} and prints its path. Copy that file to the same path on offline machines, or "
+        f"point the config key '{CONFIG_KEY}' at it.",
+    )
+    random = commands.add_parser(
+        "random",
+        help="write randomly initialised VGG16 notop weights: NOT ImageNet weights (tests, offline demos)",
+        description="Writes the weights of a randomly initialised (seeded) VGG16 without its top, in Keras 3's "
+        ".weights.h5 format. These are NOT ImageNet weights: features from them carry no pretrained "
+        "knowledge. For tests and offline demos only.",
+    )
+    random.add_argument("path", type=Path, help="output file, ending in .weights.h5")
+    random.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stage":
+            path = stage_weights()
+            print(f"ImageNet VGG16 notop weights verified (md5 {IMAGENET_MD5}): {path}")
+        else:
+            path = write_random_weights(args.path, args.seed)
+            print(f"random VGG16 notop weights (seed {args.seed}, NOT ImageNet) written to {path}")
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+rule augment_gallery:
+    """Lab task 5: skimage transforms (5a) and the training augmentation's own draws (5b)."""
+    input:
+        gallery_image,
+    output:
+        skimage=report(
+            "results/augmentation/{dataset}/skimage.png",
+            caption="../report/skimage.rst",
+            category=GALLERY.get("title", "Task 5: augmentation galleries"),
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "gallery": "5a: scikit-image transforms"},
+        ),
+        skimage_csv="results/augmentation/{dataset}/skimage.csv",
+        generator=report(
+            "results/augmentation/{dataset}/generator.png",
+            caption="../report/generator.rst",
+            category=GALLERY.get("title", "Task 5: augmentation galleries"),
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "gallery": "5b: training augmentation"},
+        ),
+        generator_json="results/augmentation/{dataset}/generator.json",
+    log:
+        "logs/augment_gallery/{dataset}.log",
+    conda:
+        "../envs/cnnreg.yaml"
+    params:
+        gallery=GALLERY,
+    script:
+        "../scripts/augment_gallery.py"

@@ -1,0 +1,24 @@
+rule extract_features:
+    """ImageNet VGG16 (include_top=False, frozen) features of a dataset, once for every head run."""
+    input:
+        cache="results/data/{dataset}-{height}x{width}x{channels}.npz",
+        weights=imagenet_weights,
+    output:
+        features="results/features/{dataset}-{height}x{width}x{channels}.npz",
+        summary="results/features/{dataset}-{height}x{width}x{channels}.json",
+    log:
+        "logs/extract_features/{dataset}-{height}x{width}x{channels}.log",
+    benchmark:
+        "benchmarks/extract_features/{dataset}-{height}x{width}x{channels}.tsv"
+    wildcard_constraints:
+        dataset="[A-Za-z0-9_]+",
+        height="[0-9]+",
+        width="[0-9]+",
+        channels="[13]",
+    conda:
+        "../envs/cnnreg.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    script:
+        "../scripts/extract_features.py"

@@ -1,0 +1,12 @@
+import json
+import logging
+
+from cnnreg.train import configure_tensorflow
+from cnnreg.transfer import extract_dataset_features
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+configure_tensorflow(snakemake.threads)
+summary = extract_dataset_features(snakemake.input.cache, snakemake.output.features, snakemake.input.weights)
+logging.info("extracted %s: %s", snakemake.input.cache, summary)
+with open(snakemake.output.summary, "w") as handle:
+    json.dump(summary, handle, indent=2, default=str)
