@@ -330,7 +330,7 @@ def _comparison_sentences(comparison):
     for dataset, group in comparison.groupby("dataset", sort=False):
         parts = [
             f"{row['study']} {row['variant']}: best validation accuracy {_pm(row, 'best_val_accuracy')} at epoch "
-            f"{_pm(row, 'best_epoch', '.1f')} after {_pm(row, 'wall_seconds', '.0f')} s of training"
+            f"{_pm(row, 'best_epoch', '.1f')} after {_pm(row, 'wall_seconds', '.1f')} s of training"
             for _, row in group.iterrows()
         ]
         sentences.append(f"On {dataset}: " + "; ".join(parts) + ".")
