@@ -3,13 +3,14 @@
 import signal
 import time
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
 from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
 
-from cnnreg.data import prepare_cache
-from cnnreg.train import HISTORY_COLUMNS, roc_auc, train_run
+from cnnreg.data import load_cache, prepare_cache
+from cnnreg.train import HISTORY_COLUMNS, image_stage, make_datasets, roc_auc, train_run
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,33 @@ def test_same_seed_same_parameters_same_history(cache, tmp_path):
     assert not history["a"].equals(history["c"])
     assert first["final"] == second["final"] and first["val_auc"] == second["val_auc"]
     assert other["seed"] == 8
+
+
+def _epochs(dataset, steps, epochs):
+    """The batches of ``epochs`` consecutive epochs of a repeated pipeline, per epoch."""
+    batches = iter(dataset)
+    return [[next(batches)[0].numpy() for _ in range(steps)] for _ in range(epochs)]
+
+
+def test_training_batches_are_augmented_afresh_each_epoch_and_validation_never(cache):
+    data = image_stage(load_cache(cache))
+    params = {**TINY_DEFAULTS, "seed": 3, "augment": "lab", "batch_size": 4}
+    train, val, steps, val_steps = make_datasets(data, params)
+    epochs = _epochs(train, steps, 2)
+    again = _epochs(make_datasets(data, params)[0], steps, 2)
+    plain = _epochs(make_datasets(data, {**params, "augment": "none"})[0], steps, 2)
+    assert len(data.x_train) == steps * params["batch_size"]  # epochs align with batches
+    # The same seed draws the same augmentations.
+    assert all(np.array_equal(a, b) for a, b in zip(epochs[0] + epochs[1], again[0] + again[1], strict=True))
+    # Every epoch holds the same images: unaugmented, their total is the same in both epochs;
+    # augmented, each epoch is a new draw, so its images (and their total) change.
+    total = [[float(np.concatenate(e).sum()) for e in run] for run in (plain, epochs)]
+    assert abs(total[0][0] - total[0][1]) < 1e-2
+    assert abs(total[1][0] - total[1][1]) > 1.0
+    assert np.abs(np.concatenate(epochs[0]) - np.concatenate(plain[0])).mean() > 0.01
+    expected = data.x_val.astype("float32") / 255.0
+    for epoch in _epochs(val, val_steps, 2):
+        np.testing.assert_allclose(np.concatenate(epoch), expected, rtol=1e-6)
 
 
 def test_roc_auc_ranks_scores():

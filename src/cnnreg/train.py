@@ -28,7 +28,7 @@ import cnnreg
 from cnnreg.augment import augment_dataset
 from cnnreg.data import load_cache
 from cnnreg.models import build_model, compile_model
-from cnnreg.studies import TRANSFER_MODELS
+from cnnreg.studies import LATER_PARAMETERS, TRANSFER_MODELS
 from cnnreg.transfer import feature_extractor, fine_tune_model, load_feature_cache, to_vgg_input, transfer_head
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
@@ -265,6 +265,7 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
         The content of metrics.json.
     """
     started = started or time.time()
+    params = {**LATER_PARAMETERS, **params}
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     configure_tensorflow(threads)
