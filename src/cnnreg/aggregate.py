@@ -50,7 +50,8 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
     """
     summary, variants, extra = summarise_study(study, runs, run_dirs, other)
     curves = curve_table(study, runs, extra["histories"])
-    text = answer(variants, extra["effects"], extra["comparison"])
+    feature_rows = [_features_row(p) for p in features]
+    text = answer(variants, extra["effects"], extra["comparison"]) + _weights_warning(feature_rows)
     summary.to_csv(outputs["summary"], index=False)
     variants.to_csv(outputs["final_csv"], index=False)
     curves.to_csv(outputs["curves_csv"], index=False)
@@ -60,7 +61,7 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
     sections = [
         _section("Paired differences against the baseline (mean ± 95 % CI over seeds)", extra["effects"]),
         _section(f"Compared with {other.name if other else ''}: {other.title if other else ''}", extra["comparison"]),
-        _section("Features the heads trained on", pd.DataFrame([_features_row(p) for p in features])),
+        _section("Features the heads trained on", pd.DataFrame(feature_rows)),
     ]
     Path(outputs["html"]).write_text(
         PAGE.format(
@@ -80,6 +81,16 @@ def _html_table(table):
 
 def _section(heading, table):
     return f"<h3>{html.escape(heading)}</h3>\n{_html_table(table)}" if len(table) else ""
+
+
+def _weights_warning(feature_rows):
+    if all(row["imagenet"] for row in feature_rows):
+        return ""
+    return (
+        " The features were extracted with VGG16 weights that are not ImageNet's (their md5 differs:"
+        " a stand-in, such as the offline demo's random weights), so these heads say nothing about"
+        " transfer learning."
+    )
 
 
 def _features_row(path):

@@ -1,0 +1,14 @@
+import logging
+
+from cnnreg.gradcam import explain_run
+from cnnreg.train import configure_tensorflow
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+configure_tensorflow(snakemake.threads)
+explain_run(
+    snakemake.input.model,
+    snakemake.input.cache,
+    dict(snakemake.output),
+    evidence=snakemake.input.evidence[0] if snakemake.input.evidence else None,
+    **snakemake.params.settings,
+)
