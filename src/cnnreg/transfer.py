@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -237,7 +238,9 @@ def feature_extractor(weights_path, input_shape, config_key=CONFIG_KEY):
     if not path.is_file():
         raise FileNotFoundError(missing_weights_message(path, config_key))
     try:
-        model = keras.applications.VGG16(include_top=False, weights=str(path), input_shape=input_shape)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = keras.applications.VGG16(include_top=False, weights=str(path), input_shape=input_shape)
     except Exception as error:  # h5py and Keras raise OSError, ValueError, ... for a wrong file
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(
@@ -245,6 +248,8 @@ def feature_extractor(weights_path, input_shape, config_key=CONFIG_KEY):
             f"({reason}); expected {WEIGHTS_FILE} (Keras' legacy .h5 layout) or a Keras 3 .weights.h5 file "
             f"of VGG16(include_top=False), such as `{STAGE_COMMAND}` stages"
         ) from error
+    for warning in caught:  # a successful load's warnings matter; a failed one's are replaced by the error
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     model.trainable = False
     return model
 

@@ -114,8 +114,9 @@ def run_params(wildcards):
 
 
 # Generous GPU seconds per epoch of 1000 images at 128x128 and the lab's base width; a run's
-# estimate scales with its pixels and base. Used only to size SLURM time limits.
-EPOCH_SECONDS = {"alexnet": (8, 6.0), "vgg16": (32, 30.0)}
+# estimate scales with its pixels and base. A transfer run's head epochs are cheap (features are
+# cached); its fine-tuning epochs pass the images through VGG16. Used only to size SLURM limits.
+EPOCH_SECONDS = {"alexnet": (8, 6.0), "vgg16": (32, 30.0), "vgg16_imagenet": (32, 1.0)}
 
 
 def train_runtime(wildcards, attempt):
@@ -128,7 +129,8 @@ def train_runtime(wildcards, attempt):
     lab_base, seconds = EPOCH_SECONDS[params["model"]]
     height, width = params["image_size"]
     scale = (height * width) / 128**2 * max(1.0, params["base"] / lab_base)
-    return attempt * math.ceil(10 + params["epochs"] * seconds * scale / 60)
+    work = params["epochs"] * seconds + params["fine_tune"] * EPOCH_SECONDS["vgg16"][1]
+    return attempt * math.ceil(10 + work * scale / 60)
 
 
 def train_mem_mb(wildcards, attempt):
@@ -241,6 +243,8 @@ def all_targets():
         file=["skimage.png", "generator.png"],
     )
     gradcams = expand(
-        "results/gradcam/{run}/{file}", run=gradcam_runs(), file=["gallery.png", "table.html"]
+        "results/gradcam/{run}/{file}",
+        run=gradcam_runs(),
+        file=["gallery.png", "table.html"],
     )
     return ["results/runs.tsv", *summaries, *galleries, *gradcams]

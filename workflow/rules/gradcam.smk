@@ -20,7 +20,10 @@ rule gradcam:
             caption="../report/gradcam_table.rst",
             category=lambda wildcards: gradcam_study(wildcards).title,
             subcategory="Grad-CAM",
-            labels=lambda wildcards: {"run": wildcards.run, "item": "faithfulness table"},
+            labels=lambda wildcards: {
+                "run": wildcards.run,
+                "item": "faithfulness table",
+            },
         ),
     log:
         "logs/gradcam/{run}.log",

@@ -1,0 +1,374 @@
+"""Tests for cnnreg.transfer: frozen VGG16 features, the feature cache, the head and fine-tuning.
+
+Nothing here touches the network: the weights are a seeded random VGG16 notop written locally.
+"""
+
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import h5py
+import imageio.v3 as iio
+import keras
+import numpy as np
+import pytest
+
+from cnnreg.data import DatasetError, prepare_cache
+from cnnreg.transfer import (
+    CONFIG_KEY,
+    IMAGENET_MD5,
+    STAGE_COMMAND,
+    WEIGHTS_FILE,
+    default_weights_path,
+    extract_dataset_features,
+    extract_features,
+    feature_extractor,
+    file_md5,
+    fine_tune_model,
+    is_imagenet,
+    load_feature_cache,
+    main,
+    missing_weights_message,
+    resolve_weights_path,
+    to_vgg_input,
+    transfer_head,
+    write_feature_cache,
+    write_random_weights,
+)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Random (seeded) VGG16 notop weights in Keras 3's .weights.h5 format."""
+    return write_random_weights(tmp_path_factory.mktemp("weights") / "random.weights.h5", seed=1)
+
+
+def images(n, size=32, channels=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, channels), dtype=np.uint8)
+
+
+def weight_arrays(model):
+    return {w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights}
+
+
+# --- weights files -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_random_weights_load_into_frozen_extractor(weights, size):
+    extractor = feature_extractor(weights, (size, size, 3))
+    features = extract_features(extractor, images(5, size), batch_size=2)
+    assert features.shape == (5, size // 32, size // 32, 512)
+    assert features.dtype == np.float32
+    assert not extractor.trainable and extractor.trainable_weights == []
+    assert not any(layer.trainable for layer in extractor.layers)
+    assert not is_imagenet(weights)
+
+
+def test_random_weights_are_seeded(weights, tmp_path):
+    again = write_random_weights(tmp_path / "again.weights.h5", seed=1)
+    other = write_random_weights(tmp_path / "other.weights.h5", seed=2)
+
+    def kernel(path):
+        with h5py.File(path) as f:
+            found = []
+            f.visititems(lambda name, obj: found.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+            return found[0]
+
+    assert np.array_equal(kernel(weights), kernel(again))
+    assert not np.array_equal(kernel(weights), kernel(other))
+
+
+def test_legacy_h5_layout_loads(tmp_path):
+    # The real ImageNet file uses Keras' legacy .h5 layout; write a random one the same way.
+    legacy = pytest.importorskip("keras.src.legacy.saving.legacy_h5_format")
+    keras.utils.set_random_seed(3)
+    model = keras.applications.VGG16(include_top=False, weights=None)
+    path = tmp_path / WEIGHTS_FILE
+    with h5py.File(path, "w") as f:
+        legacy.save_weights_to_hdf5_group(f, model)
+    loaded = feature_extractor(path, (32, 32, 3))
+    pairs = zip(weight_arrays(model).values(), weight_arrays(loaded).values(), strict=True)
+    assert all(np.array_equal(a, b) for a, b in pairs)
+    assert not is_imagenet(path)
+
+
+def test_missing_weights_message(tmp_path):
+    missing = tmp_path / "nowhere" / WEIGHTS_FILE
+    with pytest.raises(FileNotFoundError) as error:
+        feature_extractor(missing, (32, 32, 3))
+    message = str(error.value)
+    assert str(missing) in message and f"'{CONFIG_KEY}'" in message and STAGE_COMMAND in message
+    assert message == missing_weights_message(missing, CONFIG_KEY)
+    assert "'my.key'" in missing_weights_message(missing, "my.key")
+
+
+def test_default_path_honours_keras_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    expected = tmp_path / "kh" / "models" / WEIGHTS_FILE
+    assert default_weights_path() == expected
+    assert resolve_weights_path("imagenet") == expected
+    assert resolve_weights_path(None) == expected
+    with pytest.raises(FileNotFoundError, match=str(expected)):
+        feature_extractor("imagenet", (32, 32, 3))
+
+
+def test_default_path_without_keras_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_weights_path() == tmp_path / ".keras" / "models" / WEIGHTS_FILE
+
+
+def test_default_path_falls_back_to_tmp_like_keras(tmp_path, monkeypatch):
+    # Keras' get_file uses /tmp/.keras when its home folder is not writable (simulated: tests may run as root).
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    monkeypatch.setenv("KERAS_HOME", str(locked))
+    assert default_weights_path() == Path("/tmp/.keras/models") / WEIGHTS_FILE
+    monkeypatch.setenv("KERAS_HOME", str(locked / "not" / "yet"))  # cannot be created either
+    assert default_weights_path() == Path("/tmp/.keras/models") / WEIGHTS_FILE
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "not" / "yet"))  # Keras would create it
+    assert default_weights_path() == tmp_path / "not" / "yet" / "models" / WEIGHTS_FILE
+
+
+def test_resolve_expands_user_and_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WEIGHTS_DIR", "/data/w")
+    assert resolve_weights_path("~/w.h5") == tmp_path / "w.h5"
+    assert resolve_weights_path("$WEIGHTS_DIR/w.h5") == Path("/data/w/w.h5")
+    assert resolve_weights_path(Path("rel/w.h5")) == Path("rel/w.h5")
+
+
+@pytest.mark.parametrize("kind", ["junk.h5", "junk.weights.h5", "dense.weights.h5", "weights.bin"])
+def test_wrong_weights_file(tmp_path, kind):
+    path = tmp_path / kind
+    if kind.startswith("dense"):
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(path)
+    else:
+        path.write_bytes(b"not an HDF5 file")
+    with pytest.raises(ValueError, match="cannot be loaded into VGG16") as error:
+        feature_extractor(path, (32, 32, 3))
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 3), (32, 32, 1), (32, 32)])
+def test_extractor_input_shape_checked(weights, shape):
+    with pytest.raises(ValueError, match="input_shape"):
+        feature_extractor(weights, shape)
+
+
+def test_file_md5(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert file_md5(path) == "900150983cd24fb0d6963f7d28e17f72"
+    assert len(IMAGENET_MD5) == 32
+
+
+# --- preprocessing -------------------------------------------------------------------------------
+
+
+def test_to_vgg_input_replicates_gray():
+    gray = images(3, channels=1)
+    x = to_vgg_input(gray)
+    assert x.shape == (3, 32, 32, 3) and x.dtype == np.float32
+    # Undo the mean subtraction: the three channels were identical copies of the gray values.
+    restored = x + np.array([103.939, 116.779, 123.68], dtype=np.float32)
+    for channel in range(3):
+        np.testing.assert_allclose(restored[..., channel], gray[..., 0], atol=1e-4)
+    np.testing.assert_array_equal(x, to_vgg_input(np.repeat(gray, 3, axis=-1)))
+
+
+def test_to_vgg_input_matches_keras():
+    rgb = images(4)
+    before = rgb.copy()
+    expected = keras.applications.vgg16.preprocess_input(rgb.astype(np.float32))
+    np.testing.assert_array_equal(to_vgg_input(rgb), expected)
+    np.testing.assert_array_equal(rgb, before)  # input left alone
+    # RGB -> BGR, then the ImageNet means: blue channel first.
+    np.testing.assert_allclose(to_vgg_input(rgb)[..., 0], rgb[..., 2] - 103.939, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 8, 8, 3), np.float32), np.zeros((8, 8, 3), np.uint8)])
+def test_to_vgg_input_rejects(bad):
+    with pytest.raises(ValueError, match="uint8"):
+        to_vgg_input(bad)
+
+
+# --- feature cache -------------------------------------------------------------------------------
+
+
+def features_and_labels(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 1, 1, 512)).astype(np.float32), rng.integers(0, 2, n)
+
+
+def test_feature_cache_round_trip(weights, tmp_path):
+    x_train, y_train = features_and_labels(6)
+    x_val, y_val = features_and_labels(4, seed=1)
+    path = tmp_path / "sub" / "features.npz"
+    write_feature_cache(path, x_train, y_train, x_val, y_val, ["cat", "dog"], weights, 32)
+    cache = load_feature_cache(path)
+    np.testing.assert_array_equal(cache.x_train, x_train)
+    np.testing.assert_array_equal(cache.y_val, y_val)
+    assert cache.x_train.dtype == np.float32 and cache.y_train.dtype == np.int64
+    assert cache.classes == ["cat", "dog"]
+    assert cache.weights_md5 == file_md5(weights) and cache.imagenet is False
+    assert cache.image_size == (32, 32)
+    assert [p.name for p in path.parent.iterdir()] == ["features.npz"]  # no temporary left behind
+
+
+def test_feature_cache_truncated_or_incomplete(weights, tmp_path):
+    x, y = features_and_labels(6)
+    path = tmp_path / "features.npz"
+    write_feature_cache(path, x, y, x, y, ["a", "b"], weights, (32, 32))
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(DatasetError, match="delete it and rerun") as error:
+        load_feature_cache(path)
+    assert str(path) in str(error.value)
+    np.savez(path, x_train=x, y_train=y)
+    with pytest.raises(DatasetError, match="lacks x_val"):
+        load_feature_cache(path)
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_feature_cache(tmp_path / "missing.npz")
+
+
+def test_feature_cache_rejects_mismatched_labels(weights, tmp_path):
+    x, y = features_and_labels(6)
+    with pytest.raises(ValueError, match="N labels"):
+        write_feature_cache(tmp_path / "f.npz", x, y[:5], x, y, ["a", "b"], weights, 32)
+
+
+def test_extract_dataset_features(weights, tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("validation", 2)):
+        for name in ("neg", "pos"):
+            for i in range(count):
+                path = tmp_path / "data" / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                iio.imwrite(path, rng.integers(0, 256, (40, 40), dtype=np.uint8))
+    prepare_cache(tmp_path / "data", tmp_path / "images.npz", 32, 1)
+    summary = extract_dataset_features(tmp_path / "images.npz", tmp_path / "features.npz", weights, batch_size=4)
+    assert summary["n_train"] == 6 and summary["n_val"] == 4
+    assert summary["feature_shape"] == [1, 1, 512] and summary["image_size"] == [32, 32]
+    assert summary["imagenet"] is False and summary["images_per_second"] > 0
+    cache = load_feature_cache(tmp_path / "features.npz")
+    assert cache.x_train.shape == (6, 1, 1, 512) and cache.classes == ["neg", "pos"]
+    assert cache.y_train.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+# --- head and fine-tuning ------------------------------------------------------------------------
+
+
+def test_transfer_head_layers_and_parameters():
+    head = transfer_head((4, 4, 512))
+    kinds = [type(layer).__name__ for layer in head.layers]
+    assert kinds == ["InputLayer", "Flatten", "Dense", "Activation", "Dropout", "Dense"]
+    assert head.get_layer("dense1").units == 128 and head.get_layer("dense1_relu").activation.__name__ == "relu"
+    assert head.get_layer("dense1_dropout").rate == 0.5
+    assert head.get_layer("head").units == 1 and head.get_layer("head").activation.__name__ == "sigmoid"
+    assert head.count_params() == (4 * 4 * 512 * 128 + 128) + (128 + 1)
+    assert transfer_head((1, 1, 512), dense=16, dropout=0.0).count_params() == 512 * 16 + 16 + 17
+
+
+def compiled(model, lr=1e-3):
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy")
+    return model
+
+
+def test_head_training_leaves_extractor_alone(weights):
+    keras.utils.set_random_seed(0)
+    extractor = feature_extractor(weights, (32, 32, 3))
+    before = weight_arrays(extractor)
+    x = images(8)
+    y = np.array([0, 1] * 4, dtype=np.float32)
+    features = extract_features(extractor, x)
+    head = compiled(transfer_head(features.shape[1:]))
+    head_before = weight_arrays(head)
+    head.fit(features, y, batch_size=4, epochs=1, verbose=0)
+    after = weight_arrays(extractor)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert any(not np.array_equal(head_before[k], v) for k, v in weight_arrays(head).items())
+
+
+def test_fine_tune_trains_block5_and_head_only(weights, tmp_path):
+    keras.utils.set_random_seed(0)
+    extractor = feature_extractor(weights, (32, 32, 3))
+    head = transfer_head(extractor.output_shape[1:], dense=8)
+    model = compiled(fine_tune_model(extractor, head), lr=1e-3)
+    trainable = {w.path.split("/")[0] for w in model.trainable_weights}
+    assert trainable == {"block5_conv1", "block5_conv2", "block5_conv3", "dense1", "head"}
+    assert len(model.trainable_weights) == 10
+    assert model.get_layer("vgg16").get_layer("block5_conv3").trainable
+    assert not model.get_layer("vgg16").get_layer("block4_conv3").trainable
+
+    before = weight_arrays(model)
+    x = to_vgg_input(images(8))
+    model.fit(x, np.array([0, 1] * 4, dtype=np.float32), batch_size=4, epochs=1, verbose=0)
+    after = weight_arrays(model)
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert {k.split("/")[0] for k in changed} == trainable  # block 5 and head changed...
+    assert all(any(k.startswith(f"{name}/") for k in changed) for name in trainable)
+    assert not any(k.startswith(("block1", "block2", "block3", "block4")) for k in changed)  # ...blocks 1-4 did not
+
+    # The trainable flags survive a .keras save and load (what a resumed run reads).
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    assert {w.path.split("/")[0] for w in reloaded.trainable_weights} == trainable
+
+
+def test_fine_tune_checks_inputs(weights):
+    extractor = feature_extractor(weights, (64, 64, 3))
+    with pytest.raises(ValueError, match="features of shape"):
+        fine_tune_model(extractor, transfer_head((1, 1, 512)))
+    with pytest.raises(ValueError, match="trainable_from"):
+        fine_tune_model(extractor, transfer_head((2, 2, 512)), trainable_from="block9_conv1")
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def test_cli_random(tmp_path, capsys):
+    assert main(["random", str(tmp_path / "w.weights.h5"), "--seed", "4"]) == 0
+    assert "NOT ImageNet" in capsys.readouterr().out
+    assert feature_extractor(tmp_path / "w.weights.h5", (32, 32, 3)).name == "vgg16"
+    assert main(["random", str(tmp_path / "w.h5")]) == 1
+    assert ".weights.h5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["random", "--help"])
+    assert exit_.value.code == 0
+    assert "NOT ImageNet" in capsys.readouterr().out
+
+
+def test_cli_stage_offline(monkeypatch, capsys):
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    assert main(["stage"]) == 1
+    err = capsys.readouterr().err
+    assert "offline" in err and STAGE_COMMAND in err and "URL fetch failure" in err
+
+
+def test_cli_stage_rejects_wrong_md5(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def fake_download(**kwargs):
+        default_weights_path().parent.mkdir(parents=True)
+        default_weights_path().write_bytes(b"corrupt")
+
+    monkeypatch.setattr(keras.applications, "VGG16", fake_download)
+    assert main(["stage"]) == 1
+    assert IMAGENET_MD5 in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:.cnnreg.transfer. found in sys.modules:RuntimeWarning")
+def test_module_runs_as_script(tmp_path, monkeypatch):
+    out = tmp_path / "r.weights.h5"
+    monkeypatch.setattr(sys, "argv", ["transfer", "random", str(out), "--seed", "5"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("cnnreg.transfer", run_name="__main__")
+    assert exit_.value.code == 0
+    assert out.is_file() and not is_imagenet(out)
