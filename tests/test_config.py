@@ -47,6 +47,10 @@ MALFORMED = [
     (_set(["studies", "s", "seeds"], []), "studies.s.seeds", "should be non-empty"),
     (_set(["studies", "s", "set"], {"batch_norm": True}), "studies.s.grid.batch_norm", "also fixed in 'set'"),
     (_set(["unknown_top_level"], 1), "(top level)", "'unknown_top_level' was unexpected"),
+    (_set(["defaults", "augment"], {"rotaton_range": 10}), "defaults.augment", "'rotaton_range' was unexpected"),
+    (_set(["defaults", "augment"], {"zoom_range": 1.5}), "defaults.augment.zoom_range", "1.5"),
+    (_set(["defaults", "augment"], "heavy"), "defaults.augment", "'heavy'"),
+    (_set(["augmentation_gallery"], {"datasets": ["lungs"]}), "augmentation_gallery.datasets[0]", "not under"),
 ]
 
 

@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 from jsonschema import ValidationError
+from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -18,10 +19,24 @@ def validate_config(config):
         cause = error.__context__
         if not isinstance(cause, ValidationError):
             raise
+        cause = closest_error(cause)
         key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
         raise WorkflowError(
             f"Invalid config: config key '{key}': {cause.message}"
         ) from None
+
+
+def closest_error(error):
+    """For a value that fits none of a oneOf's alternatives, the error of the one it was meant
+    for: a mapping was not meant to be one of the strings, so say which option is wrong."""
+    if not error.context:
+        return error
+    meant = [
+        e
+        for e in error.context
+        if e.relative_path or e.validator not in ("enum", "type", "const")
+    ]
+    return closest_error(best_match(meant or error.context))
 
 
 def load_plan(config):
