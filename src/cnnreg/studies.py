@@ -269,10 +269,11 @@ def _describe_study(name, spec, study_runs):
 
 
 def variant_label(params, varied):
-    """Short readable label of a run's varied parameters, e.g. ``batch_norm=True``."""
+    """Short readable label of a run's varied parameters, e.g. ``batch_norm=True`` (the model's
+    name when only datasets and seeds vary)."""
     shown = [p for p in varied if p != "dataset"]
     if not shown:
-        return "all runs"
+        return params["model"]
     return ", ".join(f"{p}={format_value(params[p])}" for p in shown)
 
 
