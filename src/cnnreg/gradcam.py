@@ -42,6 +42,7 @@ __all__ = [
     "BORDER_FLAG",
     "BORDER_WIDTH",
     "CAMS_KEYS",
+    "FAITHFUL_FRACTION",
     "METHODS",
     "blur_mask_drop",
     "border_flags",
@@ -76,11 +77,13 @@ BORDER_WIDTH = 0.1
 #: rule such as "twice the band's share of the area" (0.72) would miss the corner cell at 64 x 64.
 #: At 32 x 32 (2 x 2 cells) every cell puts 0.34 in the band: border attention cannot be told.
 BORDER_FLAG = 0.5
+#: Fraction of the pixels :func:`explain` blurs away in its faithfulness check (`blur_mask_drop`).
+FAITHFUL_FRACTION = 0.2
 
 _FAITHFUL_COLUMNS = ("drop_top", "drop_random", "border_fraction", "border_flag", "pointing")
 _FLOAT_TOLERANCE = 1e-3
-# model -> {layer: compiled step}; a step holds the model's layers but not the model, so the entry
-# goes when the model does.
+# model -> {key: compiled function}; the functions hold the model's layers but not the model, so
+# the entry goes when the model does.
 _STEPS = weakref.WeakKeyDictionary()
 
 
@@ -212,10 +215,7 @@ def _cams(model, images, class_index, layer, batch_size):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     classes = _class_count(model)
     index = _class_indices(class_index, len(x), classes, allow_none=True)
-    steps = _STEPS.setdefault(model, {})
-    if layer not in steps:
-        steps[layer] = _cam_step(model, layer)
-    step = steps[layer]
+    step = _compiled(model, ("cam", layer), lambda: _cam_step(model, layer))
     parts = []
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
@@ -225,6 +225,26 @@ def _cams(model, images, class_index, layer, batch_size):
         return empty, empty.copy(), np.zeros((0, classes), np.float32), np.zeros(0, np.int64)
     gradcam, gradcam_pp, predictions, chosen = (np.concatenate(column) for column in zip(*parts, strict=True))
     return gradcam, gradcam_pp, predictions, chosen
+
+
+def _compiled(model, key, build):
+    """The compiled function `key` of `model`, built once per model."""
+    functions = _STEPS.setdefault(model, {})
+    if key not in functions:
+        functions[key] = build()
+    return functions[key]
+
+
+def _forward(model):
+    """A compiled forward pass in inference mode: images to probabilities, two columns for a sigmoid."""
+    inputs, outputs = _graph(model)
+    graph = keras.Model(inputs[0], outputs[0], name=f"{model.name}_forward")
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *inputs[0].shape[1:]), tf.float32)], autograph=False)
+    def forward(images):
+        return tf.cast(_two_columns(graph(images, training=False)), tf.float32)
+
+    return forward
 
 
 def _cam_step(model, layer):
@@ -384,7 +404,7 @@ def _class_indices(class_index, n, classes, allow_none=False):
 # Checks of the maps
 
 
-def blur_mask_drop(model, images, heatmaps, class_index, fraction=0.2, sigma=None, seed=0, batch_size=32):
+def blur_mask_drop(model, images, heatmaps, class_index, fraction=FAITHFUL_FRACTION, sigma=None, seed=0, batch_size=32):
     """How much the class probability drops when the hottest pixels are blurred away.
 
     For each image, the `fraction` of pixels with the most heat is replaced by a Gaussian-blurred
@@ -419,55 +439,65 @@ def blur_mask_drop(model, images, heatmaps, class_index, fraction=0.2, sigma=Non
         ``drop_random = prob - prob_random`` (arrays of float, shape (N,)), ``class_index``
         (shape (N,)), ``pixels`` (pixels replaced per image) and ``sigma``.
     """
+    drops = _mask_drops(model, images, {"top": heatmaps}, class_index, fraction, sigma, seed, batch_size)
+    return {
+        "prob": drops["prob"],
+        "prob_top": drops["prob_top"],
+        "prob_random": drops["prob_random"],
+        "drop_top": drops["prob"] - drops["prob_top"],
+        "drop_random": drops["prob"] - drops["prob_random"],
+        "class_index": drops["class_index"],
+        "pixels": drops["pixels"],
+        "sigma": drops["sigma"],
+    }
+
+
+def _mask_drops(model, images, heatmaps, class_index, fraction, sigma, seed, batch_size):
+    """`blur_mask_drop` for several sets of maps at once (``prob_<name>`` per name of `heatmaps`);
+    the original and the randomly masked images are predicted once."""
     x = _as_images(images)
     _check_input_shape(model, x)
-    maps = _as_maps(heatmaps, "heatmaps")
-    if maps.shape != x.shape[:3]:
-        raise ValueError(f"heatmaps must have shape {x.shape[:3]} (one per image, same size), got {maps.shape}")
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    n, height, width = maps.shape
+    n, height, width = x.shape[:3]
     sigma = max(height, width) / 16 if sigma is None else float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma}")
     blurred = gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="reflect")
     pixels = max(1, round(fraction * height * width))
-    flat = maps.reshape(n, -1)
-    ties = np.random.default_rng([seed, 0]).random(flat.shape)
-    top = np.lexsort((ties, -flat), axis=-1)[:, :pixels]
-    drawn = np.random.default_rng([seed, 1]).random(flat.shape).argsort(axis=-1)[:, :pixels]
 
     def masked(chosen):
-        mask = np.zeros(flat.shape, bool)
+        mask = np.zeros((n, height * width), bool)
         np.put_along_axis(mask, chosen, True, axis=1)
         return np.where(mask.reshape(n, height, width, 1), blurred, x)
 
     original = _predict(model, x, batch_size)
     index = original.argmax(axis=1) if class_index is None else _class_indices(class_index, n, original.shape[1])
     rows = np.arange(n)
-    prob = original[rows, index]
-    prob_top = _predict(model, masked(top), batch_size)[rows, index]
-    prob_random = _predict(model, masked(drawn), batch_size)[rows, index]
-    return {
-        "prob": prob,
-        "prob_top": prob_top,
-        "prob_random": prob_random,
-        "drop_top": prob - prob_top,
-        "drop_random": prob - prob_random,
+    drawn = np.random.default_rng([seed, 1]).random((n, height * width)).argsort(axis=-1)[:, :pixels]
+    result = {
+        "prob": original[rows, index],
+        "prob_random": _predict(model, masked(drawn), batch_size)[rows, index],
         "class_index": index.astype(np.int64),
         "pixels": pixels,
         "sigma": sigma,
     }
+    for name, heat in heatmaps.items():
+        maps = _as_maps(heat, "heatmaps")
+        if maps.shape != x.shape[:3]:
+            raise ValueError(f"heatmaps must have shape {x.shape[:3]} (one per image, same size), got {maps.shape}")
+        flat = maps.reshape(n, -1)
+        ties = np.random.default_rng([seed, 0]).random(flat.shape)
+        top = np.lexsort((ties, -flat), axis=-1)[:, :pixels]
+        result[f"prob_{name}"] = _predict(model, masked(top), batch_size)[rows, index]
+    return result
 
 
 def _predict(model, x, batch_size):
     if not len(x):
         return np.zeros((0, _class_count(model)), np.float32)
-    parts = [
-        keras.ops.convert_to_numpy(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)
-    ]
-    probabilities = np.concatenate(parts).astype(np.float32)
-    return np.concatenate([1 - probabilities, probabilities], axis=1) if probabilities.shape[1] == 1 else probabilities
+    forward = _compiled(model, "forward", lambda: _forward(model))
+    return np.concatenate([forward(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
 
 
 def _as_maps(heatmaps, name):
@@ -671,12 +701,12 @@ def explain(model, images, labels, class_names, files, boxes=None, layer=LAST_CO
         "prob": prob,
         "correct": pred == labels,
     }
+    drops = _mask_drops(model, x, maps, pred, FAITHFUL_FRACTION, None, seed, batch_size)
     checks = {}
     for method, heat in maps.items():
-        faith = blur_mask_drop(model, x, heat, pred, seed=seed, batch_size=batch_size)
         checks[method] = {
-            "drop_top": faith["drop_top"],
-            "drop_random": faith["drop_random"],
+            "drop_top": drops["prob"] - drops[f"prob_{method}"],
+            "drop_random": drops["prob"] - drops["prob_random"],
             "border_fraction": border_fraction(heat),
             "border_flag": border_flags(heat),
             "pointing": _pointing_column(heat, boxes),
