@@ -24,6 +24,7 @@ from cnnreg.gradcam import (
     plot_gallery,
     pointing_game,
     read_cams,
+    rectified_layer,
     scale_boxes,
     summarise,
     write_cams,
@@ -394,7 +395,9 @@ def test_grad_cam_points_at_the_melanoma_evidence_of_a_trained_vgg16(tmp_path, r
 
     evidence = pd.read_csv(root / "evidence.csv").set_index("file")
     boxes = scale_boxes(evidence.loc[cache.files_val, ["x0", "y0", "x1", "y1"]].to_numpy(), DEMO_SIZE, DEMO_SIZE)
-    arrays, table = explain(model, cache.x_val, cache.y_val, cache.classes, cache.files_val, boxes=boxes)
+    layer = rectified_layer(model)  # as the workflow's gradcam rule does
+    assert layer == "block5_3_relu"
+    arrays, table = explain(model, cache.x_val, cache.y_val, cache.classes, cache.files_val, boxes=boxes, layer=layer)
     melanoma = ((table["label"] == "Mel") & table["correct"]).to_numpy()
     nevus = ((table["label"] == "Nevi") & table["correct"]).to_numpy()
     measured = {
@@ -446,3 +449,10 @@ def heat_density_in_boxes(maps, boxes):
         inside = heat[y0:y1, x0:x1].mean()
         density.append(inside / heat.mean() if heat.mean() > 0 else 0.0)
     return np.array(density)
+
+
+def test_rectified_layer_is_the_relu_after_the_last_convolution():
+    assert rectified_layer(vgg16((32, 32, 1), base=2, batch_norm=True)) == "block5_3_relu"
+    assert rectified_layer(vgg16((32, 32, 1), base=2)) == "block5_3_relu"
+    with pytest.raises(ValueError, match="Last_ConvLayer"):
+        rectified_layer(alexnet((32, 32, 1), base=2))

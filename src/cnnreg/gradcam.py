@@ -39,6 +39,7 @@ from cnnreg.models import LAST_CONV
 __all__ = [
     "evidence_boxes",
     "explain_run",
+    "rectified_layer",
     "BORDER_FLAG",
     "BORDER_WIDTH",
     "CAMS_KEYS",
@@ -1006,6 +1007,26 @@ def evidence_boxes(evidence_path, files, image_size):
     return boxes
 
 
+def rectified_layer(model, layer=LAST_CONV):
+    """The activation that rectifies `layer`'s output (through its batch norm), else `layer`.
+
+    The lab's builders keep a convolution, its batch norm and its ReLU as separate layers, so
+    ``Last_ConvLayer`` outputs pre-activation maps with negative values; Grad-CAM is defined on
+    the rectified maps (what ``Conv2D(..., activation="relu", name="Last_ConvLayer")`` outputs),
+    and Grad-CAM++'s weights assume non-negative activations.
+    """
+    names = [candidate.name for candidate in model.layers]
+    if layer not in names:
+        raise ValueError(f"model {model.name!r} has no layer {layer!r}")
+    start = names.index(layer) + 1
+    for candidate in model.layers[start : start + 2]:
+        if isinstance(candidate, keras.layers.Activation | keras.layers.ReLU):
+            return candidate.name
+        if not isinstance(candidate, keras.layers.BatchNormalization):
+            break
+    return layer
+
+
 def explain_run(model_path, cache_path, outputs, evidence=None, per_group=3, seed=0):
     """Lab task 10 for one trained run: maps, checks, gallery and tables of its validation images.
 
@@ -1034,11 +1055,12 @@ def explain_run(model_path, cache_path, outputs, evidence=None, per_group=3, see
     cache = load_cache(cache_path)
     files = [str(f) for f in cache.files_val]
     boxes = evidence_boxes(evidence, files, cache.x_val.shape[1:3]) if evidence else None
-    grad_cam(model, cache.x_val[:1])  # traces the compiled step: not part of the per-image time
+    layer = rectified_layer(model)
+    grad_cam(model, cache.x_val[:1], layer=layer)  # traces the compiled step: not part of the time
     started = time.perf_counter()
-    grad_cam(model, cache.x_val)
+    grad_cam(model, cache.x_val, layer=layer)
     seconds_per_image = (time.perf_counter() - started) / len(files)
-    arrays, table = explain(model, cache.x_val, cache.y_val, cache.classes, files, boxes=boxes, seed=seed)
+    arrays, table = explain(model, cache.x_val, cache.y_val, cache.classes, files, boxes=boxes, layer=layer, seed=seed)
     summary = summarise(table)
     summary["gradcam_ms_per_image"] = 1000 * seconds_per_image
     summary["validation_accuracy"] = float(np.mean(arrays["pred"] == arrays["label"]))

@@ -28,7 +28,8 @@ def validate_config(config):
 
 def closest_error(error):
     """For a value that fits none of a oneOf's alternatives, the error of the one it was meant
-    for: a mapping was not meant to be one of the strings, so say which option is wrong."""
+    for: a mapping was not meant to be one of the strings, so say which option is wrong.
+    """
     if not error.context:
         return error
     meant = [
