@@ -3,6 +3,7 @@
 import signal
 import time
 
+import keras
 import numpy as np
 import pandas as pd
 import psutil
@@ -11,6 +12,7 @@ from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
 
 from cnnreg.data import load_cache, prepare_cache
 from cnnreg.train import HISTORY_COLUMNS, image_stage, make_datasets, roc_auc, train_run
+from cnnreg.transfer import extract_dataset_features, feature_extractor, write_random_weights
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +143,31 @@ def test_finished_run_whose_outputs_were_deleted_is_rewritten_without_retraining
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv"), history)  # same seconds: not retrained
     assert again["final"] == first["final"] and again["confusion_matrix"] == first["confusion_matrix"]
     assert (tmp_path / "model.keras").exists() and (tmp_path / "params.yaml").exists()
+
+
+def test_transfer_run_trains_the_head_on_features_then_fine_tunes_block5(tmp_path):
+    datasets = make_data(tmp_path / "data")
+    images = tmp_path / "skin-32x32x3.npz"
+    prepare_cache(datasets["skin"]["path"], images, image_size=(32, 32), channels=3)
+    weights = write_random_weights(tmp_path / "vgg16.weights.h5", seed=2)
+    features = tmp_path / "features.npz"
+    extract_dataset_features(images, features, weights)
+    params = {
+        **TINY_DEFAULTS, "model": "vgg16_imagenet", "dense": [8], "dropout": 0.5, "channels": 3, "epochs": 2,
+        "fine_tune": 1, "fine_tune_lr": 1e-5, "dataset": "skin", "seed": 0,
+    }  # fmt: skip
+    run_dir = tmp_path / "run"
+    metrics = train_run("t", params, images, run_dir, features_path=features, weights_path=weights)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3] and metrics["epochs_run"] == 3
+    assert list(history["lr"]) == pytest.approx([1e-3, 1e-3, 1e-5])  # head at lr, then block 5 at fine_tune_lr
+    tuned = keras.models.load_model(run_dir / "model.keras").get_layer("vgg16")
+    pretrained = feature_extractor(weights, (32, 32, 3))
+    for name, changed in (("block1_conv1", False), ("block4_conv3", False), ("block5_conv3", True)):
+        same = all(
+            np.array_equal(a, b)
+            for a, b in zip(tuned.get_layer(name).get_weights(), pretrained.get_layer(name).get_weights(), strict=True)
+        )
+        assert same != changed, name
+    again = train_run("t", params, images, run_dir, features_path=features, weights_path=weights)
+    assert again["final"] == metrics["final"]  # a finished run is rewritten, not retrained

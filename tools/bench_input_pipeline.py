@@ -1,9 +1,10 @@
-"""Benchmark: per-epoch tf.data pipeline vs the repeated pipeline cnnreg trains with.
+"""Benchmark the training input pipeline, side by side in one process on the same arrays.
 
-Trains the same model on the same synthetic arrays both ways, side by side in one process, and
-prints seconds per epoch (after the first, which includes tracing) and their ratio.
+Default: the per-epoch tf.data pipeline against the repeated pipeline cnnreg trains with.
+``--augment``: cnnreg's pipeline without augmentation against the lab's augmentation (training
+images per second, and their ratio). Epoch times after the first (which includes tracing).
 
-    .venv/bin/python tools/bench_input_pipeline.py [--model alexnet] [--size 128] [--epochs 4]
+    .venv/bin/python tools/bench_input_pipeline.py [--model alexnet] [--size 128] [--epochs 4] [--augment]
 """
 
 import argparse
@@ -15,15 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from cnnreg.models import build_model, compile_model
-from cnnreg.train import configure_tensorflow, make_datasets
+from cnnreg.train import Stage, configure_tensorflow, make_datasets
 
 
-class Arrays:
-    def __init__(self, n_train, n_val, size, rng):
-        self.x_train = rng.integers(0, 256, (n_train, size, size, 1), dtype=np.uint8)
-        self.y_train = rng.integers(0, 2, n_train)
-        self.x_val = rng.integers(0, 256, (n_val, size, size, 1), dtype=np.uint8)
-        self.y_val = rng.integers(0, 2, n_val)
+def random_stage(n_train, n_val, size, rng):
+    def images(n):
+        return rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8)
+
+    return Stage(images(n_train), rng.integers(0, 2, n_train), images(n_val), rng.integers(0, 2, n_val), ("a", "b"))
 
 
 def per_epoch_datasets(cache, params):
@@ -61,30 +61,54 @@ def epoch_seconds(params, cache, repeated):
     return times
 
 
+def compare(label_a, run_a, label_b, run_b, n_images):
+    """Print both variants' epoch times and images/s, and the ratio of their epoch times."""
+    results = {}
+    for name, run in ((label_a, run_a), (label_b, run_b)):
+        times = run()
+        results[name] = float(np.mean(times[1:]))
+        print(
+            f"  {name:28s} epochs: {' '.join(f'{t:.1f}' for t in times)} s; mean after first "
+            f"{results[name]:.2f} s = {n_images / results[name]:.0f} train images/s"
+        )
+    print(f"  ratio {label_a} / {label_b} (epoch time): {results[label_a] / results[label_b]:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="alexnet", choices=["alexnet", "vgg16"])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--augment", action="store_true", help="compare augment none with lab")
     args = parser.parse_args()
     configure_tensorflow(threads=2)
     base = 8 if args.model == "alexnet" else 32
     params = {
         "model": args.model, "image_size": [args.size, args.size], "channels": 1, "base": base,
         "dense": [64, 64], "head": "sigmoid", "batch_norm": False, "dropout": 0.0, "spatial_dropout": 0.0,
-        "optimizer": "adam", "lr": 1e-4, "batch_size": 8, "epochs": args.epochs, "seed": 0,
+        "optimizer": "adam", "lr": 1e-4, "batch_size": args.batch, "epochs": args.epochs, "seed": 0,
+        "augment": "none",
     }  # fmt: skip
-    cache = Arrays(args.images, args.images // 5, args.size, np.random.default_rng(0))
-    steps = math.ceil(args.images / 8)
-    print(f"{args.model} base {base}, {args.images} images {args.size}x{args.size}x1, batch 8, {steps} steps/epoch")
-    results = {}
-    for name, repeated in (("per-epoch iterator", False), ("repeated + steps_per_epoch", True)):
-        times = epoch_seconds(params, cache, repeated)
-        results[name] = float(np.mean(times[1:]))
-        print(f"  {name:28s} epochs: {' '.join(f'{t:.1f}' for t in times)} s; mean after first {results[name]:.2f} s")
-    plain, repeated = results.values()
-    print(f"  ratio per-epoch / repeated: {plain / repeated:.2f}")
+    data = random_stage(args.images, args.images // 5, args.size, np.random.default_rng(0))
+    steps = math.ceil(args.images / args.batch)
+    print(
+        f"{args.model} base {base}, {args.images} images {args.size}x{args.size}x1, batch {args.batch}, "
+        f"{steps} steps/epoch"
+    )
+    if args.augment:
+        compare(
+            "augment none", lambda: epoch_seconds(params, data, repeated=True),
+            "augment lab", lambda: epoch_seconds({**params, "augment": "lab"}, data, repeated=True),
+            args.images,
+        )  # fmt: skip
+    else:
+        compare(
+            "per-epoch iterator", lambda: epoch_seconds(params, data, repeated=False),
+            "repeated + steps_per_epoch", lambda: epoch_seconds(params, data, repeated=True),
+            args.images,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":
