@@ -62,6 +62,7 @@ def test_at_epochs_read_the_history_prefix_and_rank_variants(lab_config, tmp_pat
     text = answer(variants)
     assert "On skin at epoch 2, the best is dropout=0.0" in text
     assert "On skin at epoch 4, the best is dropout=0.0" in text  # best 0.9 (epoch 2) beats 0.8
+    assert "the 95 % CIs do not overlap" in text  # identical seeds: CIs of zero width
 
 
 def test_paired_effects_against_the_baseline(lab_config, tmp_path):

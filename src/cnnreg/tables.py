@@ -278,20 +278,22 @@ def _ranking_sentence(where, group):
     sentence = f"{where}, the best is {best['variant']} (best validation accuracy {_pm(best, 'best_val_accuracy')})"
     if len(ranked) > 1:
         second = ranked.iloc[1]
-        overlap = _overlaps(best, second, "best_val_accuracy")
         sentence += (
             f", ahead of {second['variant']} ({_pm(second, 'best_val_accuracy')}; "
-            + ("the 95 % CIs overlap, so the ranking is not settled" if overlap else "the 95 % CIs do not overlap")
+            + _settled(best, second, "best_val_accuracy")
             + ")"
         )
     return sentence + "."
 
 
-def _overlaps(a, b, column):
+def _settled(a, b, column):
+    """Whether two variants' 95 % CIs separate them."""
     ci_a, ci_b = a[f"{column}_ci95"], b[f"{column}_ci95"]
     if np.isnan(ci_a) or np.isnan(ci_b):
-        return True
-    return abs(a[f"{column}_mean"] - b[f"{column}_mean"]) <= ci_a + ci_b
+        return "one seed each: no CI, so the ranking is not settled"
+    if abs(a[f"{column}_mean"] - b[f"{column}_mean"]) <= ci_a + ci_b:
+        return "the 95 % CIs overlap, so the ranking is not settled"
+    return "the 95 % CIs do not overlap"
 
 
 def _effect_sentences(effect_table):
