@@ -13,7 +13,6 @@ from the training layers, one row per option (5b). :func:`plot_skimage_gallery` 
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from matplotlib.figure import Figure
 from skimage.exposure import rescale_intensity
 from skimage.transform import rescale, rotate
 from skimage.util import img_as_float
+
+from cnnreg.atomic import write_atomic
 
 __all__ = [
     "AUGMENT_OPTIONS",
@@ -505,21 +506,8 @@ def generator_panels(image, options, samples=4, seed=0):
     return rows
 
 
-def _write_atomic(path, write):
-    """Call ``write(tmp)`` on a temporary file beside `path`, then rename it to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _save_figure(fig, png_path):
-    _write_atomic(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    write_atomic(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def _show(ax, image):
@@ -573,7 +561,7 @@ def plot_skimage_gallery(panels, png_path, csv_path, title=""):
         ax.set_title(panel["title"], fontsize=8)
         ax.tick_params(labelsize=6)
     fig.suptitle(title)
-    _write_atomic(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    write_atomic(csv_path, lambda tmp: table.to_csv(tmp, index=False))
     _save_figure(fig, png_path)
 
 
@@ -605,7 +593,7 @@ def plot_generator_gallery(rows, png_path, json_path, title="", seed=0):
     for column, ax in enumerate(axes[0]):
         ax.set_title("original" if column == 0 else f"sample {column}", fontsize=8)
     fig.suptitle(title)
-    _write_atomic(json_path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    write_atomic(json_path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
     _save_figure(fig, png_path)
 
 

@@ -20,6 +20,8 @@ from skimage.color import rgb2gray
 from skimage.transform import resize
 from skimage.util import img_as_float
 
+from cnnreg.atomic import save_npz
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "SPLITS",
@@ -213,7 +215,7 @@ def prepare_cache(root, out_path, image_size, channels, classes=None):
         arrays[f"files_{key}"] = np.array(files, dtype=str)
     arrays["image_size"] = np.array(size, dtype=np.int64)
     arrays["channels"] = np.array(channels, dtype=np.int64)
-    _save_atomic(Path(out_path), arrays)
+    save_npz(out_path, arrays)
     return _summary(listing, size, channels)
 
 
@@ -359,20 +361,6 @@ def _decode_all(root, files, size, channels):
             "Replace or delete these files, then rerun:\n  " + "\n  ".join(failures)
         )
     return decoded
-
-
-def _save_atomic(out_path, arrays):
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _summary(listing, size, channels):

@@ -18,7 +18,6 @@ gradient step); no TF1 graph-mode APIs are used.
 """
 
 import json
-import os
 import time
 import weakref
 from pathlib import Path
@@ -33,6 +32,7 @@ from matplotlib.figure import Figure
 from scipy.ndimage import gaussian_filter
 from skimage.transform import resize
 
+from cnnreg.atomic import save_npz, write_atomic
 from cnnreg.data import load_cache
 from cnnreg.models import LAST_CONV
 
@@ -752,18 +752,7 @@ def write_cams(path, arrays):
         If `arrays` does not hold exactly `CAMS_KEYS` or their shapes disagree.
     """
     checked = _check_cams(arrays)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as stream:
-            np.savez_compressed(stream, **checked)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    save_npz(path, checked, compressed=True)
 
 
 def read_cams(path):
@@ -962,15 +951,7 @@ def plot_gallery(images, arrays, class_names, png_path, per_group=3):
                 axes[row, col].set_title(header, fontsize=8)
             row += 1
     fig.suptitle("Grad-CAM and Grad-CAM++ of the predicted class", fontsize=10)
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=90)
-        os.replace(tmp, png_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
 
 
 def _defaults(arrays):

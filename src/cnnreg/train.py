@@ -10,7 +10,6 @@ of every run in a failed SLURM pack, the finished ones are rewritten from it wit
 import json
 import logging
 import math
-import os
 import platform
 import shutil
 import time
@@ -25,6 +24,7 @@ import yaml
 from scipy.stats import rankdata
 
 import cnnreg
+from cnnreg.atomic import write_atomic
 from cnnreg.augment import augment_dataset
 from cnnreg.data import load_cache
 from cnnreg.models import build_model, compile_model
@@ -107,14 +107,8 @@ def make_datasets(data, params, seed=None):
     return train, val, math.ceil(len(data.x_train) / batch), math.ceil(len(data.x_val) / batch)
 
 
-def _write_atomic(path, write):
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _write_history(rows, path):
-    _write_atomic(path, lambda tmp: pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False))
+    write_atomic(path, lambda tmp: pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False))
 
 
 class ResumeState:
@@ -146,7 +140,7 @@ class ResumeState:
     def save(self, model, rows):
         self.folder.mkdir(parents=True, exist_ok=True)
         epoch = len(rows)
-        _write_atomic(self.state_path(epoch), model.save)
+        write_atomic(self.state_path(epoch), model.save)
         _write_history(rows, self.history_path)
         previous = self.state_path(epoch - 1)
         if previous.exists():
@@ -348,7 +342,7 @@ def finish(run, params, model, data, rows, run_dir, first_epoch_started, started
     metrics["device"] = device_name()
     metrics["versions"] = versions()
     _write_history(rows, run_dir / "history.csv")
-    _write_atomic(run_dir / "model.keras", model.save)
+    write_atomic(run_dir / "model.keras", model.save)
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
+    write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return metrics

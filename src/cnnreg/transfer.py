@@ -28,6 +28,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from cnnreg.atomic import save_npz, write_atomic
 from cnnreg.data import DatasetError, load_cache
 from cnnreg.models import classifier
 
@@ -443,7 +444,7 @@ def write_feature_cache(path, features_train, y_train, features_val, y_val, clas
         "imagenet": np.array(md5 == IMAGENET_MD5),
         "image_size": np.array(size, dtype=np.int64),
     }
-    _save_npz_atomic(Path(path), arrays)
+    save_npz(path, arrays)
 
 
 def load_feature_cache(path):
@@ -483,20 +484,6 @@ def load_feature_cache(path):
         imagenet=bool(arrays["imagenet"]),
         image_size=tuple(int(side) for side in arrays["image_size"]),
     )
-
-
-def _save_npz_atomic(out_path, arrays):
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def extract_dataset_features(image_cache_path, out_path, weights_path, batch_size=32, config_key=CONFIG_KEY):
@@ -608,15 +595,7 @@ def write_random_weights(path, seed=0):
         raise ValueError(f"random weights are written in Keras 3's format, whose name must end in .weights.h5: {path}")
     keras.utils.set_random_seed(int(seed))
     model = keras.applications.VGG16(include_top=False, weights=None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, model.save_weights, suffix=".weights.h5")
 
 
 def main(argv=None):
