@@ -143,7 +143,7 @@ def test_gradcam_outputs_follow_the_contract(project):
         for method in ("gradcam", "gradcam_pp"):
             assert cams[method].shape == (n, 32, 32)
             assert cams[method].min() >= 0 and cams[method].max() <= 1
-        assert str(cams["layer"]) == "Last_ConvLayer"
+        assert str(cams["layer"]) == "block5_3_relu"  # the rectified output of Last_ConvLayer
     summary = json.loads((folder / "summary.json").read_text())
     assert "gradcam" in summary and "gradcam_pp" in summary
     table = pd.read_csv(folder / "gradcam.csv")
