@@ -51,6 +51,19 @@ MALFORMED = [
     (_set(["defaults", "augment"], {"zoom_range": 1.5}), "defaults.augment.zoom_range", "1.5"),
     (_set(["defaults", "augment"], "heavy"), "defaults.augment", "'heavy'"),
     (_set(["augmentation_gallery"], {"datasets": ["lungs"]}), "augmentation_gallery.datasets[0]", "not under"),
+    (_set(["studies", "s", "set"], {"model": "vgg16", "image_size": [16, 16]}), "studies.s.image_size", "at least 32"),
+    (
+        _set(
+            ["studies", "s"],
+            {
+                "variants": [{}, {"batch_norm": True, "dropout": 0.4}],
+                "baseline": {"batch_norm": False},
+                "datasets": ["skin"],
+            },
+        ),
+        "studies.s.baseline",
+        "that would be batch_norm=False, dropout=0.4, which the study does not train",
+    ),
 ]
 
 

@@ -1,13 +1,21 @@
 """Tests for cnnreg.data: dataset folders to validated, cached arrays."""
 
+import os
+import shutil
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
+from PIL import Image, ImageOps
 
 from cnnreg.data import (
     IMAGE_SUFFIXES,
     Cache,
     DatasetError,
+    array_digest,
+    dataset_signature,
+    first_image,
     load_cache,
     prepare_cache,
     read_image,
@@ -36,6 +44,19 @@ def make_tree(root, counts=None):
             for i in range(n):
                 write_image(root / split / name / f"img{i}.png", gray(40 + 100 * index))
     return root
+
+
+def save_pil(path, image, **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **options)
+    return path
+
+
+def write_tiff(path, array, **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    color = array.ndim == 3 and array.shape[-1] in (3, 4)
+    tifffile.imwrite(path, array, **{"photometric": "rgb" if color else "minisblack", **options})
+    return path
 
 
 def corrupt(path, data=b"this is not an image"):
@@ -168,6 +189,173 @@ def test_scan_rejects_bad_classes_lists(tmp_path, classes):
         scan_dataset(root, classes=classes)
 
 
+def test_scan_reports_every_ignored_entry(tmp_path):
+    root = make_tree(tmp_path / "data", {"a": (1, 1), "b": (1, 1), "c": (1, 1)})
+    for junk in ["train/a/.DS_Store", "train/a/Thumbs.db", "train/a/notes.txt", "train/a/x.webp", "train/README"]:
+        (root / junk).write_bytes(b"junk")
+    write_image(root / "train" / "a" / "more" / "m.png", gray(10))
+    write_image(root / "train" / "loose.png", gray(10))
+    (root / "train" / ".cache").mkdir()
+    (root / "validation" / ".DS_Store").write_bytes(b"junk")
+    listing = scan_dataset(root, classes=["a", "b"])
+    assert listing["ignored"] == [
+        "train/.cache",
+        "train/README",
+        "train/a/.DS_Store",
+        "train/a/Thumbs.db",
+        "train/a/more",
+        "train/a/notes.txt",
+        "train/a/x.webp",
+        "train/c",
+        "train/loose.png",
+        "validation/.DS_Store",
+        "validation/c",
+    ]
+    assert scan_dataset(make_tree(tmp_path / "clean"))["ignored"] == []
+
+
+@pytest.mark.parametrize("broken", ["dangling", "loop"])
+def test_scan_broken_links_are_errors_naming_each(tmp_path, broken):
+    root = make_tree(tmp_path / "data")
+    links = [root / "train" / "Mel" / "moved.png", root / "validation" / "Nevi" / "gone.jpg"]
+    for link in links:
+        link.symlink_to(tmp_path / "nowhere.png" if broken == "dangling" else link)
+    with pytest.raises(DatasetError, match="fix or delete") as error:
+        scan_dataset(root)
+    for link in links:
+        assert str(link) in str(error.value)
+
+
+@pytest.mark.parametrize("broken", ["dangling", "loop"])
+def test_scan_broken_class_folder_link_is_an_error(tmp_path, broken):
+    root = make_tree(tmp_path / "data")
+    link = root / "validation" / "Zeta"
+    link.symlink_to(tmp_path / "moved" if broken == "dangling" else link)
+    with pytest.raises(DatasetError, match="broken symbolic links") as error:
+        scan_dataset(root)
+    assert str(link) in str(error.value)
+
+
+def test_scan_follows_working_links(tmp_path):
+    root = make_tree(tmp_path / "data")
+    elsewhere = write_image(tmp_path / "store" / "extra.png", gray(7))
+    (root / "train" / "Mel" / "extra.png").symlink_to(elsewhere)
+    (root / "train" / "Kept").symlink_to(root / "train" / "Mel")
+    (root / "validation" / "Kept").symlink_to(root / "validation" / "Mel")
+    listing = scan_dataset(root)
+    assert listing["classes"] == ["Kept", "Mel", "Nevi"]
+    assert ("train/Mel/extra.png", 1) in listing["train"]
+    assert ("train/Kept/extra.png", 0) in listing["train"]
+
+
+# --- first_image --------------------------------------------------------------------------
+
+
+def test_first_image_skips_hidden_entries_and_junk(tmp_path):
+    root = make_tree(tmp_path / "data")
+    for folder in [root / "train", root / "train" / "Mel"]:
+        (folder / ".DS_Store").write_bytes(b"junk")
+        (folder / ".cache").mkdir()
+    (root / "train" / "Mel" / "Thumbs.db").write_bytes(b"junk")
+    assert first_image(root) == root / "train" / "Mel" / "img0.png"
+    assert first_image(str(root), classes=["Nevi", "Mel"]) == root / "train" / "Nevi" / "img0.png"
+    assert first_image(root, split="validation") == root / "validation" / "Mel" / "img0.png"
+
+
+def test_first_image_rejects_unknown_split_and_bad_layout(tmp_path):
+    root = make_tree(tmp_path / "data")
+    with pytest.raises(ValueError, match="split"):
+        first_image(root, split="test")
+    with pytest.raises(DatasetError, match="does not exist"):
+        first_image(tmp_path / "nowhere")
+
+
+# --- dataset_signature --------------------------------------------------------------------
+
+
+def set_mtime(path, ns):
+    os.utime(path, ns=(ns, ns))
+    return path
+
+
+def replace_same_size(root):
+    path = root / "train" / "Mel" / "img0.png"
+    mtime = path.stat().st_mtime_ns
+    path.write_bytes(bytes(reversed(path.read_bytes())))
+    set_mtime(path, mtime + 1_000_000_000)
+
+
+def replace_keep_mtime(root):
+    path = root / "train" / "Mel" / "img0.png"
+    mtime = path.stat().st_mtime_ns
+    write_image(path, np.random.default_rng(0).integers(0, 256, (20, 24), dtype=np.uint8))
+    set_mtime(path, mtime)
+
+
+CHANGES = {
+    "add image": lambda root: write_image(root / "train" / "Mel" / "new.png", gray(1)),
+    "remove image": lambda root: (root / "validation" / "Nevi" / "img0.png").unlink(),
+    "replace image, same size": replace_same_size,
+    "replace image, same mtime": replace_keep_mtime,
+    "rename image": lambda root: (root / "train" / "Mel" / "img1.png").rename(root / "train" / "Mel" / "img9.png"),
+    "add class folder": lambda root: (root / "train" / "Zeta").mkdir(),
+    "remove class folder": lambda root: shutil.rmtree(root / "validation" / "Nevi"),
+    "add test image": lambda root: write_image(root / "test" / "Mel" / "t.png", gray(1)),
+    "add junk file": lambda root: (root / "train" / "Mel" / "notes.txt").write_text("x"),
+    "add broken link": lambda root: (root / "train" / "Mel" / "lost.png").symlink_to(root / "nowhere"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=list(CHANGES))
+def test_dataset_signature_changes_with_the_images(tmp_path, change):
+    root = make_tree(tmp_path / "data")
+    before = dataset_signature(root)
+    CHANGES[change](root)
+    assert dataset_signature(root) != before
+
+
+def test_dataset_signature_stays_when_nothing_changes(tmp_path):
+    root = make_tree(tmp_path / "data")
+    before = dataset_signature(root)
+    assert len(before) == 64 and int(before, 16) >= 0
+    prepare_cache(root, tmp_path / "cache.npz", 8, 1)  # reads every image
+    (root / "train" / "Mel" / ".DS_Store").write_bytes(b"junk")  # hidden entries do not count
+    assert dataset_signature(str(root)) == before
+
+
+def test_dataset_signature_is_independent_of_place_and_listing_order(tmp_path, monkeypatch):
+    first, second = make_tree(tmp_path / "one"), tmp_path / "two"
+    shutil.copytree(first, second)  # a different folder, its entries created anew
+    for path in [*first.rglob("*"), *second.rglob("*")]:
+        set_mtime(path, 1_700_000_000_000_000_000)
+    expected = dataset_signature(first)
+    assert dataset_signature(second) == expected
+
+    scandir = os.scandir
+
+    class Reversed:
+        def __init__(self, path):
+            with scandir(path) as entries:
+                self.entries = list(entries)[::-1]
+
+        def __enter__(self):
+            return iter(self.entries)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(os, "scandir", Reversed)
+    assert dataset_signature(first) == expected
+
+
+def test_dataset_signature_of_missing_folders_does_not_raise(tmp_path):
+    empty = dataset_signature(tmp_path / "nowhere")
+    (tmp_path / "nowhere" / "train").mkdir(parents=True)
+    assert dataset_signature(tmp_path / "nowhere") == empty
+    write_image(tmp_path / "nowhere" / "train" / "a" / "x.png", gray(1))
+    assert dataset_signature(tmp_path / "nowhere") != empty
+
+
 # --- read_image ---------------------------------------------------------------------------
 
 RGB = (30, 200, 90)
@@ -222,6 +410,192 @@ def test_read_image_corrupt_file_names_it(tmp_path):
     with pytest.raises(DatasetError, match="cannot decode") as error:
         read_image(path, 8, 1)
     assert str(path) in str(error.value)
+
+
+def palette(mode="P"):
+    image = Image.new(mode, (24, 20), 1 if mode == "P" else (1, 255))
+    image.putpalette([0, 0, 0, *RGB])
+    return image
+
+
+RED_CMYK = Image.new("CMYK", (24, 20), (0, 255, 255, 0))
+COLOR_FILES = {
+    "cmyk-jpeg": ("a.jpg", lambda path: save_pil(path, RED_CMYK), (255, 0, 0)),
+    "cmyk-tiff": ("a.tif", lambda path: save_pil(path, RED_CMYK), (255, 0, 0)),
+    "ycbcr-tiff": ("a.tif", lambda path: save_pil(path, Image.new("RGB", (24, 20), RGB).convert("YCbCr")), RGB),
+    "palette-png": ("a.png", lambda path: save_pil(path, palette()), RGB),
+    "palette-transparent-png": ("a.png", lambda path: save_pil(path, palette(), transparency=1), RGB),
+    "palette-bmp": ("a.bmp", lambda path: save_pil(path, palette()), RGB),
+    "palette-alpha-tiff": ("a.tif", lambda path: save_pil(path, palette("PA")), RGB),
+    "bilevel-png": ("a.png", lambda path: save_pil(path, Image.new("1", (24, 20), 1)), (255, 255, 255)),
+    "gray16-big-endian-tiff": ("a.tif", lambda path: write_tiff(path, gray(0).astype(">u2") + 200 * 257), (200,) * 3),
+    "white-is-zero-tiff": ("a.tif", lambda path: write_tiff(path, gray(50), photometric="miniswhite"), (205,) * 3),
+    "gray16-lzw-tiff": (
+        "a.tif",
+        lambda path: save_pil(path, Image.fromarray(gray(0).astype(np.uint16) + 51400), compression="tiff_lzw"),
+        (200,) * 3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", COLOR_FILES, ids=list(COLOR_FILES))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_read_image_converts_color_spaces(tmp_path, case, channels):
+    name, write, rgb = COLOR_FILES[case]
+    result = read_image(write(tmp_path / name), (8, 10), channels)
+    expected = [round(float(LUMA @ rgb))] if channels == 1 else list(rgb)
+    tolerance = 3 if name.endswith(".jpg") else 2
+    assert np.abs(result.astype(int) - expected).max() <= tolerance
+
+
+def test_read_image_converts_cielab(tmp_path):
+    neutral = read_image(save_pil(tmp_path / "gray.tif", Image.new("LAB", (8, 8), (136, 128, 128))), 4, 3)
+    assert np.ptp(neutral) == 0 and abs(int(neutral[0, 0, 0]) - 127) <= 3  # L* 53.3 is sRGB 127
+    red = read_image(save_pil(tmp_path / "red.tif", Image.new("LAB", (8, 8), (136, 208, 195))), 4, 3)
+    assert np.all(red[..., 0] > 240) and np.all(red[..., 1:] < 20)
+
+
+def test_read_image_cmyk_jpeg_is_not_read_as_rgba(tmp_path):
+    path = save_pil(tmp_path / "red.jpg", RED_CMYK)
+    assert abs(read_image(path, 8, 1).mean() - 54) <= 2
+
+
+def test_read_image_applies_exif_orientation(tmp_path):
+    stored = gray(20, (16, 24))
+    stored[:, 12:] = 220  # left half dark, right half bright, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show it upright
+    path = save_pil(tmp_path / "turned.jpg", Image.fromarray(stored), exif=exif)
+    result = read_image(path, (24, 16), 1)[..., 0]
+    assert result[:10].max() < 60  # the stored left half is now on top
+    assert result[14:].min() > 180
+
+
+def orientation_cases():
+    stored = (np.arange(24).reshape(4, 6) * 10).astype(np.uint8)
+    for orientation in range(1, 9):
+        shown = Image.fromarray(stored)
+        shown.getexif()[0x0112] = orientation
+        expected = np.asarray(ImageOps.exif_transpose(shown))
+        for writer in ["png", "tiff-lzw", "tiff-raw", "tiff-uint16"]:
+            yield pytest.param(stored, orientation, writer, expected, id=f"{orientation}-{writer}")
+
+
+@pytest.mark.parametrize(("stored", "orientation", "writer", "expected"), list(orientation_cases()))
+def test_read_image_applies_every_orientation_in_every_decoder(tmp_path, stored, orientation, writer, expected):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    if writer == "png":
+        path = save_pil(tmp_path / "a.png", Image.fromarray(stored), exif=exif)
+    elif writer == "tiff-uint16":  # decoded by tifffile
+        path = write_tiff(tmp_path / "a.tif", stored.astype(np.uint16) * 257, extratags=[(274, "H", 1, orientation)])
+    else:  # tifffile decodes the raw TIFF (Pillow 13 scrambles those turned by 90 degrees), Pillow the LZW one
+        options = {"compression": "tiff_lzw"} if writer == "tiff-lzw" else {}
+        path = save_pil(tmp_path / "a.tif", Image.fromarray(stored), exif=exif, **options)
+    assert np.array_equal(read_image(path, expected.shape, 1)[..., 0], expected)
+
+
+def deep_rgb():
+    values = np.rint((np.array(RGB) + 0.7) * 257).astype(np.uint16)  # Pillow would keep the high byte only
+    return np.full((20, 24, 3), values, np.uint16), np.rint(values / 65535 * 255)
+
+
+DEEP_RGB, DEEP_RGB_EXPECTED = deep_rgb()
+PLANAR = {"photometric": "rgb", "planarconfig": "separate"}
+TIFFS = {
+    "rgb16": (DEEP_RGB, {}, DEEP_RGB_EXPECTED),
+    "rgb16-planar": (DEEP_RGB.transpose(2, 0, 1), PLANAR, DEEP_RGB_EXPECTED),
+    "rgba16": (np.dstack([DEEP_RGB, gray(0).astype(np.uint16)]), {}, DEEP_RGB_EXPECTED),
+    "rgb-float32": (np.full((20, 24, 3), np.array(RGB) / 255, np.float32), {}, RGB),
+    "gray-float64": (np.full((20, 24), 0.4), {}, (102,) * 3),
+    "gray-float-0-and-1": (np.tile([0.0, 1.0], (20, 12)).astype(np.float32), {}, (128,) * 3),
+    "gray-int16": (np.full((20, 24), 12000, np.int16), {}, (round(12000 / 32767 * 255),) * 3),
+    "gray-int32": (np.full((20, 24), 2**29, np.int32), {}, (round(2**29 / (2**31 - 1) * 255),) * 3),
+}
+
+
+@pytest.mark.parametrize("case", TIFFS, ids=list(TIFFS))
+def test_read_image_reads_deep_signed_and_float_tiffs_exactly(tmp_path, case):
+    array, options, rgb = TIFFS[case]
+    result = read_image(write_tiff(tmp_path / "deep.tif", array, **options), (10, 12), 3)
+    assert np.abs(result.astype(int) - np.array(rgb)).max() <= (1 if "0-and-1" in case else 0)
+
+
+@pytest.mark.parametrize(
+    ("values", "shown"),
+    [
+        ([0.0, 2.5], "from 0 to 2.5"),
+        ([-0.5, 1.0], "from -0.5 to 1"),
+        ([0.5, np.nan], "from 0.5 to 0.5 and NaN"),
+        ([0.5, np.inf], "and inf"),
+        ([300.0, 40000.0], "from 300 to 40000"),
+    ],
+)
+@pytest.mark.parametrize("shape", [(20, 24), (20, 24, 3)])
+def test_read_image_rejects_floats_outside_unit_range(tmp_path, values, shown, shape):
+    array = np.resize(np.array(values, np.float32), shape)
+    path = write_tiff(tmp_path / "float.tif", array)
+    with pytest.raises(DatasetError, match="outside") as error:
+        read_image(path, 8, 1)
+    message = str(error.value)
+    assert str(path) in message and shown in message
+    assert "8- or 16-bit" in message and "rescale its values to [0, 1]" in message
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"], ids=["tifffile", "pillow"])
+def test_read_image_scales_int32_tiffs_by_their_range(tmp_path, compression):
+    path = save_pil(tmp_path / "int.tif", Image.fromarray(np.full((8, 8), 2**30, np.int32)), compression=compression)
+    assert np.all(read_image(path, 4, 1) == 128)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: write_tiff(path, np.array([[-5, 300]] * 4, np.int16)),
+        lambda path: save_pil(path, Image.fromarray(np.array([[-5, 300]] * 4, np.int32)), compression="tiff_lzw"),
+    ],
+    ids=["int16-tifffile", "int32-lzw-pillow"],
+)
+def test_read_image_rejects_negative_integers(tmp_path, write):
+    path = write(tmp_path / "signed.tif")
+    with pytest.raises(DatasetError, match="negative") as error:
+        read_image(path, 4, 1)
+    assert str(path) in str(error.value) and "-5" in str(error.value)
+
+
+def animated_png(path):
+    return save_pil(path, Image.new("L", (8, 8)), save_all=True, append_images=[Image.new("L", (8, 8), 9)])
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("pages.tif", lambda path: write_tiff(path, np.zeros((3, 8, 8), np.uint8))),
+        ("pages.tif", lambda path: write_tiff(path, np.zeros((2, 8, 8), np.float32))),
+        ("frames.png", animated_png),
+    ],
+    ids=["uint8-pages", "float-pages", "animated-png"],
+)
+def test_read_image_several_frames_are_an_error(tmp_path, name, write):
+    path = write(tmp_path / name)
+    with pytest.raises(DatasetError, match="frames or pages") as error:
+        read_image(path, 4, 1)
+    assert str(path) in str(error.value)
+
+
+def test_read_image_reads_the_photo_of_a_multi_picture_jpeg(tmp_path):
+    photo, preview = Image.new("RGB", (24, 20), RGB), Image.new("RGB", (12, 10), (0, 0, 255))
+    path = save_pil(tmp_path / "camera.jpg", photo, format="MPO", save_all=True, append_images=[preview])
+    assert Image.open(path).format == "MPO"
+    assert np.abs(read_image(path, 4, 3).astype(int) - RGB).max() <= 3
+
+
+def test_read_image_corrupt_tiff_names_both_decoders(tmp_path):
+    path = corrupt(tmp_path / "broken.tif")
+    with pytest.raises(DatasetError, match="cannot decode") as error:
+        read_image(path, 8, 1)
+    assert str(path) in str(error.value)
+    assert "Pillow:" in str(error.value) and "tifffile:" in str(error.value)
 
 
 @pytest.mark.parametrize(("size", "channels"), [(0, 1), ((8,), 1), ((8, 8, 8), 1), (8.5, 1), (8, 2), (8, True)])
@@ -294,6 +668,63 @@ def test_prepare_cache_mixes_formats_and_modes(tmp_path):
     assert list(pixel["train/b/gray.bmp"]) == [7] * 3
 
 
+def test_prepare_cache_summary_reports_what_it_ignored(tmp_path):
+    root = make_tree(tmp_path / "data")
+    junk = sorted(f"train/Mel/junk{i:02d}.txt" for i in range(11)) + ["validation/.DS_Store"]
+    for name in junk:
+        (root / name).write_bytes(b"junk")
+    summary = prepare_cache(root, tmp_path / "cache.npz", 4, 1)
+    assert summary["ignored"] == {"count": 12, "first": junk[:10]}
+    assert summary["train"] == {"Mel": 3, "Nevi": 2}
+
+
+def test_cache_digest_is_of_the_content(tmp_path):
+    first, second = make_tree(tmp_path / "one"), make_tree(tmp_path / "two")
+    summaries = [prepare_cache(root, tmp_path / f"{root.name}.npz", (20, 24), 1) for root in (first, second)]
+    caches = [load_cache(tmp_path / f"{root.name}.npz") for root in (first, second)]
+    assert caches[0].digest == caches[1].digest == summaries[0]["digest"] == summaries[1]["digest"]
+    with np.load(tmp_path / "one.npz") as npz:
+        stored = {key: npz[key] for key in npz.files if key != "digest"}
+    assert array_digest(stored) == caches[0].digest
+
+    image = gray(140)
+    image[3, 5] = 141
+    write_image(second / "validation" / "Nevi" / "img0.png", image)
+    prepare_cache(second, tmp_path / "two.npz", (20, 24), 1)
+    assert load_cache(tmp_path / "two.npz").digest != caches[0].digest
+
+
+def test_array_digest_covers_names_dtypes_shapes_and_bytes(tmp_path):
+    values = np.arange(12, dtype=np.uint8)
+    base = array_digest({"a": values, "b": np.array(["x", "yz"])})
+    assert array_digest({"b": np.array(["x", "yz"]), "a": values}) == base
+    assert array_digest({"b": ["x", "yz"], "a": values.tolist()}) != base  # int64, not uint8
+    for changed in [
+        {"a": values.view(np.int8), "b": np.array(["x", "yz"])},
+        {"a": values.reshape(3, 4), "b": np.array(["x", "yz"])},
+        {"c": values, "b": np.array(["x", "yz"])},
+        {"a": values, "b": np.array(["xy", "z"])},
+    ]:
+        assert array_digest(changed) != base
+    grid = np.arange(24).reshape(4, 6)
+    assert array_digest({"g": grid[:, ::2]}) == array_digest({"g": grid[:, ::2].copy()})
+    assert array_digest({"g": np.asfortranarray(grid)}) == array_digest({"g": grid})
+    with pytest.raises(TypeError, match="Python objects"):
+        array_digest({"o": np.array([None, 1], dtype=object)})
+
+
+def test_load_cache_without_digest_says_to_rerun_prepare_data(tmp_path):
+    root = make_tree(tmp_path / "data")
+    path = tmp_path / "cache.npz"
+    prepare_cache(root, path, 4, 1)
+    with np.load(path) as npz:
+        older = {key: npz[key] for key in npz.files if key != "digest"}
+    np.savez(path, **older)
+    with pytest.raises(DatasetError, match="lacks digest") as error:
+        load_cache(path)
+    assert str(path) in str(error.value) and "prepare_data" in str(error.value)
+
+
 def test_prepare_cache_lists_every_undecodable_file_and_writes_nothing(tmp_path):
     root = make_tree(tmp_path / "data")
     noise = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
@@ -318,11 +749,13 @@ def test_prepare_cache_failing_write_leaves_old_cache_and_no_temporary(tmp_path,
     out = tmp_path / "data.npz"
     out.write_bytes(b"previous cache")
 
-    def half_write(stream, **arrays):
-        stream.write(b"PK half a zip")
+    savez = np.savez
+
+    def write_then_fail(target, **arrays):
+        savez(target, **arrays)
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", half_write)
+    monkeypatch.setattr(np, "savez", write_then_fail)
     with pytest.raises(OSError, match="disk full"):
         prepare_cache(root, out, 8, 1)
     assert out.read_bytes() == b"previous cache"

@@ -1,4 +1,7 @@
 import pytest
+import yaml
+from snakemake.utils import update_config
+from workflow_helpers import REPO
 
 from cnnreg.studies import PARAMETERS, ConfigError, build_plan, normalise, run_id, runs_table
 
@@ -92,6 +95,16 @@ def _study(config, name):
         (lambda c: _study(c, "task1_batchnorm").update(gradcam=True), "studies.task1_batchnorm.gradcam"),
         (lambda c: _study(c, "task4_vgg").update(at_epochs=[50, 151]), "studies.task4_vgg.at_epochs"),
         (lambda c: _study(c, "task9_transfer").update(compare_with="task7"), "studies.task9_transfer.compare_with"),
+        (lambda c: _study(c, "task4_vgg")["set"].update(image_size=[31, 128]), "studies.task4_vgg.image_size"),
+        (
+            lambda c: _study(c, "task9_transfer")["set"].update(image_size=[224, 16]),
+            "studies.task9_transfer.image_size",
+        ),
+        (lambda c: c["defaults"].update(image_size=[7, 7]), "studies.task1_batchnorm.image_size"),
+        (
+            lambda c: _study(c, "task3_spatial_dropout").update(baseline={"spatial_dropout": 0.0}),
+            "studies.task3_spatial_dropout.baseline",
+        ),
     ],
 )
 def test_semantic_errors_name_the_key_path(lab_config, edit, key_path):
@@ -121,3 +134,54 @@ def test_augmentation_mappings_are_canonical(lab_config):
     assert build_plan(lab_config).studies["task6_augment_alexnet"].runs == first
     table = runs_table(build_plan(lab_config)).set_index("run")
     assert table.loc[first[0], "augment"] == '{"horizontal_flip":true,"rotation_range":10.0}'
+
+
+def test_demo_config_over_the_lab_config_builds(lab_config):
+    """``--configfile config/demo.yaml`` merges over config/config.yaml key by key, as Snakemake does."""
+    update_config(lab_config, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
+    plan = build_plan(lab_config)
+    assert set(plan.studies) == set(lab_config["studies"])
+    assert {tuple(p["image_size"]) for p in plan.runs.values()} == {(32, 32), (64, 64)}
+
+
+@pytest.mark.parametrize(("model", "smallest"), [("alexnet", 8), ("vgg16", 32)])
+def test_image_size_down_to_the_models_smallest_side(lab_config, model, smallest):
+    study = {"set": {"model": model, "image_size": [smallest, 128]}, "datasets": ["skin"]}
+    lab_config["studies"] = {"s": study}
+    assert build_plan(lab_config).runs  # one pooling per halving: a side of 2**poolings ends at 1
+    study["set"]["image_size"] = [128, smallest - 1]
+    with pytest.raises(ConfigError, match=rf"at least {smallest}; use image_size: \[{smallest}, {smallest}\]"):
+        build_plan(lab_config)
+
+
+def test_baseline_must_pair_every_other_run(lab_config):
+    lab_config["studies"] = {
+        "s": {
+            "variants": [{}, {"spatial_dropout": 0.1}, {"spatial_dropout": 0.1, "dropout": 0.4}],
+            "baseline": {"spatial_dropout": 0.0},
+            "datasets": ["skin"],
+            "seeds": [0, 1],
+        }
+    }
+    with pytest.raises(ConfigError) as error:
+        build_plan(lab_config)
+    assert error.value.key_path == "studies.s.baseline"
+    message = str(error.value)
+    assert "the runs with dropout=0.4, spatial_dropout=0.1 have no baseline run to pair with" in message
+    assert "that would be dropout=0.4, spatial_dropout=0.0, which the study does not train" in message
+    assert "Add that variant" in message and "remove 'baseline'" in message
+    # Naming both parameters in the baseline pairs every run with the one that has neither.
+    lab_config["studies"]["s"]["baseline"] = {"spatial_dropout": 0.0, "dropout": 0.0}
+    assert len(build_plan(lab_config).studies["s"].runs) == 6
+
+
+def test_baseline_over_a_grid_and_variants_pairs_with_the_run_that_has_all_its_values(lab_config):
+    lab_config["studies"] = {
+        "s": {
+            "grid": {"batch_norm": [False, True]},
+            "variants": [{}, {"dropout": 0.4}],
+            "baseline": {"batch_norm": False, "dropout": 0.0},
+            "datasets": ["skin"],
+        }
+    }
+    assert len(build_plan(lab_config).studies["s"].runs) == 4  # three variants, each paired with the baseline

@@ -1,5 +1,6 @@
 """Study summaries from run folders: epochs read at, ranking, paired effects, comparisons."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -120,3 +121,88 @@ def test_comparison_with_another_study_per_dataset(lab_config, tmp_path):
     text = answer(variants, comparison=comparison)
     assert "scratch augment=lab: best validation accuracy 0.700 ± 0.000 at epoch 3.0 ± 0.0 after 30.0" in text
     assert text.count("On skin: ") == 1
+
+
+def bn_baseline_study(lab_config, seeds, **extra):
+    """AlexNet without and with batch norm, ``batch_norm: false`` the baseline, 4 epochs."""
+    study = {"set": {"epochs": 4}, "grid": {"batch_norm": [False, True]}, "baseline": {"batch_norm": False},
+             "datasets": ["skin"], "seeds": seeds, **extra}  # fmt: skip
+    plan = plan_for(lab_config, {"bn": study})
+    return plan, plan.studies["bn"]
+
+
+def write_accuracies(tmp_path, plan, study, accuracy):
+    """Run folders whose training accuracy is ``accuracy[(batch_norm, seed)]``."""
+    dirs = {}
+    for rid in study.runs:
+        p = plan.runs[rid]
+        dirs[rid] = tmp_path / rid
+        write_run(dirs[rid], [0.5] * 4, accuracy=accuracy[(p["batch_norm"], p["seed"])])
+    return dirs
+
+
+BASELINE_ACCURACY = [0.5, 0.6, 0.7, 0.8]  # reference: final training accuracy 0.8, reached at epoch 4
+
+
+def test_epoch_reached_reference_is_averaged_over_the_seeds_that_reached_it(lab_config, tmp_path):
+    plan, study = bn_baseline_study(lab_config, [0, 1, 2])
+    accuracy = {(False, s): BASELINE_ACCURACY for s in range(3)}
+    accuracy.update({(True, 0): [0.6, 0.8, 0.9, 0.9], (True, 1): [0.5, 0.7, 0.8, 0.85], (True, 2): [0.5] * 4})
+    summary, variants, _ = summarise_study(study, plan.runs, write_accuracies(tmp_path, plan, study, accuracy))
+    reached = summary[summary["variant"] == "batch_norm=True"].set_index("seed")["epoch_reached_reference"]
+    assert reached[0] == 2 and reached[1] == 3 and np.isnan(reached[2])
+    bn = variants.set_index("variant").loc["batch_norm=True"]
+    assert bn["n_seeds"] == 3 and bn["epoch_reached_reference_n_reached"] == 2
+    assert bn["epoch_reached_reference_mean_of_reached"] == pytest.approx(2.5)
+    assert bn["epoch_reached_reference_ci95_of_reached"] == pytest.approx(12.706 * 0.5**0.5 / 2**0.5, rel=1e-4)
+    assert "epoch_reached_reference_mean" not in variants
+    text = answer(variants)
+    assert (
+        "On skin, batch_norm=True first reached the final training accuracy of batch_norm=False at epoch 2.5 ± 6.4 "
+        "(mean of the 2 of 3 seeds that reached it)." in text
+    )
+
+
+def test_no_seed_reaching_the_reference_is_said(lab_config, tmp_path):
+    plan, study = bn_baseline_study(lab_config, [0, 1])
+    accuracy = {(False, s): BASELINE_ACCURACY for s in (0, 1)} | {(True, 0): [0.5] * 4, (True, 1): [0.6] * 4}
+    _, variants, _ = summarise_study(study, plan.runs, write_accuracies(tmp_path, plan, study, accuracy))
+    bn = variants.set_index("variant").loc["batch_norm=True"]
+    assert bn["epoch_reached_reference_n_reached"] == 0 and np.isnan(bn["epoch_reached_reference_mean_of_reached"])
+    assert (
+        "batch_norm=True first reached the final training accuracy of batch_norm=False — no seed reached it within "
+        "the epochs run." in answer(variants)
+    )
+
+
+def test_epoch_reached_reference_at_an_epoch_looks_only_up_to_it(lab_config, tmp_path):
+    plan, study = bn_baseline_study(lab_config, [0], at_epochs=[2, 4])
+    accuracy = {(False, 0): BASELINE_ACCURACY, (True, 0): [0.5, 0.55, 0.65, 0.9]}
+    summary, variants, _ = summarise_study(study, plan.runs, write_accuracies(tmp_path, plan, study, accuracy))
+    bn = summary[summary["variant"] == "batch_norm=True"].set_index("at_epoch")
+    assert bn.loc[2, "reference_accuracy"] == pytest.approx(0.6)
+    assert np.isnan(bn.loc[2, "epoch_reached_reference"])  # 0.65 at epoch 3 is after the epochs read
+    assert bn.loc[4, "epoch_reached_reference"] == 4
+    text = answer(variants)
+    assert "at epoch 2, batch_norm=True first reached the final training accuracy of batch_norm=False — no seed" in text
+    assert "(mean of the 1 of 1 seed that reached it)" in text
+
+
+def test_effects_leave_out_a_variant_without_a_paired_baseline_run(lab_config, tmp_path):
+    plan = plan_for(
+        lab_config,
+        {"sd": {"set": {"epochs": 2}, "variants": [{}, {"spatial_dropout": 0.1},
+                                                   {"spatial_dropout": 0.1, "dropout": 0.4}],
+                "baseline": {"spatial_dropout": 0.0, "dropout": 0.0}, "datasets": ["skin"], "seeds": [0, 1]}},
+    )  # fmt: skip
+    # A library caller's baseline that leaves (spatial_dropout 0.1, dropout 0.4) unpaired; build_plan rejects it.
+    study = dataclasses.replace(plan.studies["sd"], baseline={"spatial_dropout": 0.0})
+    dirs = {}
+    for rid in study.runs:
+        dirs[rid] = tmp_path / rid
+        write_run(dirs[rid], [0.6, 0.6 + plan.runs[rid]["spatial_dropout"]])
+    _, variants, extra = summarise_study(study, plan.runs, dirs)
+    (row,) = extra["effects"].to_dict("records")
+    assert row["variant"] == "dropout=0.0, spatial_dropout=0.1" and row["versus"] == "dropout=0.0, spatial_dropout=0.0"
+    assert row["n_pairs"] == 2 and row["delta_final_val_accuracy_mean"] == pytest.approx(0.1)
+    assert "n=2" in answer(variants, extra["effects"])

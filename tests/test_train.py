@@ -1,6 +1,9 @@
 """Training runs: determinism, and resuming after a real training process is killed."""
 
+import json
 import signal
+import subprocess
+import sys
 import time
 
 import keras
@@ -11,6 +14,8 @@ import pytest
 from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
 
 from cnnreg.data import load_cache, prepare_cache
+from cnnreg.randomness import epoch_order
+from cnnreg.runlock import RunLockedError
 from cnnreg.train import HISTORY_COLUMNS, image_stage, make_datasets, roc_auc, train_run
 from cnnreg.transfer import extract_dataset_features, feature_extractor, write_random_weights
 
@@ -38,30 +43,59 @@ def test_same_seed_same_parameters_same_history(cache, tmp_path):
 
 
 def _epochs(dataset, steps, epochs):
-    """The batches of ``epochs`` consecutive epochs of a repeated pipeline, per epoch."""
+    """The batches of ``epochs`` consecutive epochs of a pipeline: (images, labels) per batch."""
     batches = iter(dataset)
-    return [[next(batches)[0].numpy() for _ in range(steps)] for _ in range(epochs)]
+    return [[tuple(t.numpy() for t in next(batches)) for _ in range(steps)] for _ in range(epochs)]
+
+
+def test_each_epoch_visits_every_image_once_in_its_own_order(cache):
+    data = image_stage(load_cache(cache))
+    params = {**TINY_DEFAULTS, "seed": 3, "batch_size": 5}
+    train, _, steps, _ = make_datasets(data, params, 0, 2)
+    epochs = _epochs(train, steps, 2)
+    n = len(data.x_train)
+    assert n % 5 and steps == -(-n // 5)
+    assert [len(b[0]) for b in epochs[0]] == [5] * (steps - 1) + [n % 5]  # no batch spans two epochs
+    expected = np.sort(data.x_train.astype("float32").reshape(n, -1).sum(axis=1) / 255.0)
+    for epoch in epochs:
+        sums = np.concatenate([images.reshape(len(images), -1).sum(axis=1) for images, _ in epoch])
+        np.testing.assert_allclose(np.sort(sums), expected, rtol=1e-5)
+    assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])  # a new order every epoch
 
 
 def test_training_batches_are_augmented_afresh_each_epoch_and_validation_never(cache):
     data = image_stage(load_cache(cache))
     params = {**TINY_DEFAULTS, "seed": 3, "augment": "lab", "batch_size": 4}
-    train, val, steps, val_steps = make_datasets(data, params)
+    train, val, steps, val_steps = make_datasets(data, params, 0, 2)
     epochs = _epochs(train, steps, 2)
-    again = _epochs(make_datasets(data, params)[0], steps, 2)
-    plain = _epochs(make_datasets(data, {**params, "augment": "none"})[0], steps, 2)
-    assert len(data.x_train) == steps * params["batch_size"]  # epochs align with batches
+    again = _epochs(make_datasets(data, params, 0, 2)[0], steps, 2)
+    plain = _epochs(make_datasets(data, {**params, "augment": "none"}, 0, 2)[0], steps, 2)
     # The same seed draws the same augmentations.
-    assert all(np.array_equal(a, b) for a, b in zip(epochs[0] + epochs[1], again[0] + again[1], strict=True))
-    # Every epoch holds the same images: unaugmented, their total is the same in both epochs;
-    # augmented, each epoch is a new draw, so its images (and their total) change.
-    total = [[float(np.concatenate(e).sum()) for e in run] for run in (plain, epochs)]
-    assert abs(total[0][0] - total[0][1]) < 1e-2
-    assert abs(total[1][0] - total[1][1]) > 1.0
-    assert np.abs(np.concatenate(epochs[0]) - np.concatenate(plain[0])).mean() > 0.01
+    for a, b in zip(epochs[0] + epochs[1], again[0] + again[1], strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+    # Augmented, each epoch is a new draw of the same images in the same order as unaugmented.
+    assert all(np.array_equal(a[1], p[1]) for a, p in zip(epochs[0], plain[0], strict=True))
+    assert np.abs(np.concatenate([b[0] for b in epochs[0]]) - np.concatenate([b[0] for b in plain[0]])).mean() > 0.01
     expected = data.x_val.astype("float32") / 255.0
     for epoch in _epochs(val, val_steps, 2):
-        np.testing.assert_allclose(np.concatenate(epoch), expected, rtol=1e-6)
+        np.testing.assert_allclose(np.concatenate([b[0] for b in epoch]), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("augment", ["none", "lab"])
+def test_an_epoch_draws_the_same_whichever_epoch_the_pipeline_starts_at(cache, augment):
+    data = image_stage(load_cache(cache))
+    params = {**TINY_DEFAULTS, "seed": 5, "augment": augment, "batch_size": 4}
+    train, _, steps, _ = make_datasets(data, params, 0, 3)
+    from_start = _epochs(train, steps, 3)
+    resumed = _epochs(make_datasets(data, params, 2, 3)[0], steps, 1)
+    for a, b in zip(from_start[2], resumed[0], strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_seeds_never_share_a_stream():
+    orders = {(seed, epoch): tuple(epoch_order(seed, epoch, 50)) for seed in range(4) for epoch in range(4)}
+    assert len(set(orders.values())) == len(orders)  # unlike seed + epoch, which replays seed + 1
 
 
 def test_roc_auc_ranks_scores():
@@ -87,62 +121,136 @@ def _wait_for_epochs(history, count, timeout):
     raise AssertionError(f"{history} did not reach {count} epochs in {timeout} s")
 
 
-@pytest.mark.workflow
-def test_killed_training_resumes_from_last_finished_epoch(tmp_path):
-    epochs = 8
-    write_config(
-        tmp_path,
-        {
-            "datasets": make_data(tmp_path / "data", n_train=40, n_val=8, size=48),
-            "defaults": {**TINY_DEFAULTS, "epochs": epochs, "batch_size": 2, "image_size": [48, 48]},
-            "threads": 1,
-            "studies": {"one": {"datasets": ["skin"], "seeds": [0]}},
-        },
-    )
-    runner = snakemake(tmp_path, "--cores", "1", background=True)
-    (run_dir,) = _run_dirs(tmp_path, timeout=120)
-    _wait_for_epochs(run_dir / "resume" / "history.csv", 2, timeout=300)
+def _kill_training_after(project, run_dir, epochs_done):
+    """Run snakemake, SIGKILL the training process once its checkpoint has ``epochs_done``
+    epochs, and return the checkpointed history."""
+    runner = snakemake(project, "--cores", "1", background=True)
+    _wait_for_epochs(run_dir / "resume" / "history.csv", epochs_done, timeout=300)
     trainer = _training_process(runner)
     assert trainer is not None, "no training process found"
     trainer.send_signal(signal.SIGKILL)
     output, _ = runner.communicate(timeout=120)
     assert runner.returncode != 0, output
-    kept = pd.read_csv(run_dir / "resume" / "history.csv")
-    assert 2 <= len(kept) < epochs
     assert not (run_dir / "metrics.json").exists()
-
-    snakemake(tmp_path, "--cores", "1")
-
-    history = pd.read_csv(run_dir / "history.csv")
-    assert history["epoch"].tolist() == list(range(1, epochs + 1))
-    pd.testing.assert_frame_equal(history.iloc[: len(kept)], kept)
-    log = (tmp_path / "logs" / "train" / f"{run_dir.name}.log").read_text()
-    assert f"resuming {run_dir.name} after epoch {len(kept)} of {epochs}" in log
-    assert [p.name for p in (run_dir / "resume").glob("state-*")] == [f"state-epoch{epochs}.keras"]
+    return pd.read_csv(run_dir / "resume" / "history.csv")
 
 
-def _run_dirs(project, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = project / "results" / "runs"
-        if runs.exists() and any(runs.iterdir()):
-            return list(runs.iterdir())
-        time.sleep(0.2)
-    raise AssertionError("no run folder appeared")
+def _killable_project(folder, epochs):
+    write_config(
+        folder,
+        {
+            "datasets": make_data(folder / "data", n_train=30, n_val=8, size=48),
+            "defaults": {
+                **TINY_DEFAULTS, "epochs": epochs, "batch_size": 4, "image_size": [48, 48], "augment": "lab",
+                "dropout": 0.4, "spatial_dropout": 0.1, "batch_norm": True,
+            },
+            "threads": 1,
+            "studies": {"one": {"datasets": ["skin"], "seeds": [0]}},
+        },
+    )  # fmt: skip
+    return folder
 
 
-def test_finished_run_whose_outputs_were_deleted_is_rewritten_without_retraining(cache, tmp_path, caplog):
-    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 2}
-    first = train_run("r", params, cache, tmp_path)
-    history = pd.read_csv(tmp_path / "history.csv")
-    for output in ("history.csv", "metrics.json", "model.keras", "params.yaml"):
-        (tmp_path / output).unlink()
-    with caplog.at_level("INFO", logger="cnnreg.train"):
-        again = train_run("r", params, cache, tmp_path)
-    assert "finished all 2 epochs before" in caplog.text
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv"), history)  # same seconds: not retrained
-    assert again["final"] == first["final"] and again["confusion_matrix"] == first["confusion_matrix"]
-    assert (tmp_path / "model.keras").exists() and (tmp_path / "params.yaml").exists()
+@pytest.mark.workflow
+def test_run_killed_at_two_epochs_ends_with_the_history_of_the_uninterrupted_run(tmp_path):
+    epochs = 8
+    reference, killed = (
+        _killable_project(tmp_path / "reference", epochs),
+        _killable_project(tmp_path / "killed", epochs),
+    )
+    snakemake(reference, "--cores", "1")
+    (run_dir,) = (reference / "results" / "runs").iterdir()
+    run_dir = killed / "results" / "runs" / run_dir.name
+
+    first = _kill_training_after(killed, run_dir, 2)
+    second = _kill_training_after(killed, run_dir, len(first) + 2)
+    assert len(first) < len(second) < epochs
+    snakemake(killed, "--cores", "1")
+
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    expected = pd.read_csv(reference / "results" / "runs" / run_dir.name / "history.csv")[columns]
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv")[columns], expected, check_exact=True)
+    log = (killed / "logs" / "train" / f"{run_dir.name}.log").read_text()
+    assert f"resuming {run_dir.name} after epoch {len(second)} of {epochs}" in log
+    assert not (run_dir / "resume").exists()  # the finished run keeps no checkpoint
+
+
+# Trains one run in a fresh process; with a kill epoch, SIGKILLs itself while the checkpoint of
+# that epoch is written: after its temporary file is complete, before it is renamed into place.
+TRAIN_SCRIPT = """
+import json, os, signal, sys
+import cnnreg.resume
+from cnnreg.train import train_run
+cache, run_dir, params, kill_epoch = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+write_atomic = cnnreg.resume.write_atomic
+def dying_write(path, write, **kwargs):
+    if path.name == f"state-epoch{kill_epoch}.keras":
+        def write_then_die(tmp):
+            write(tmp)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return write_atomic(path, write_then_die, **kwargs)
+    return write_atomic(path, write, **kwargs)
+cnnreg.resume.write_atomic = dying_write
+train_run("r", params, cache, run_dir)
+"""
+
+
+def _train_in_process(cache, run_dir, params, kill_epoch=0):
+    return subprocess.run(
+        [sys.executable, "-c", TRAIN_SCRIPT, str(cache), str(run_dir), json.dumps(params), str(kill_epoch)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_kill_during_the_checkpoint_write_resumes_from_the_epoch_before(cache, tmp_path):
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 2, "epochs": 4, "dropout": 0.4, "augment": "lab"}
+    assert _train_in_process(cache, tmp_path / "reference", params).returncode == 0
+    died = _train_in_process(cache, tmp_path / "killed", params, kill_epoch=3)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    resume = tmp_path / "killed" / "resume"
+    assert [p.name for p in resume.glob("state-*")] == ["state-epoch2.keras"]
+    assert len(pd.read_csv(resume / "history.csv")) == 2
+    assert _train_in_process(cache, tmp_path / "killed", params).returncode == 0
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "killed" / "history.csv")[columns],
+        pd.read_csv(tmp_path / "reference" / "history.csv")[columns],
+        check_exact=True,
+    )
+    assert not resume.exists()
+
+
+def test_a_second_writer_of_a_run_is_refused_at_once(cache, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom cnnreg.runlock import run_lock\n"
+         "with run_lock(sys.argv[1], 'r'):\n    print('locked', flush=True)\n    time.sleep(120)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 1}
+        with pytest.raises(RunLockedError, match=rf"run r is already being trained by .*\"pid\": {holder.pid}"):
+            train_run("r", params, cache, tmp_path)
+        assert not (tmp_path / "resume").exists() and not (tmp_path / "history.csv").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train_run("r", params, cache, tmp_path)["epochs_run"] == 1  # the lock went with its holder
+
+
+def test_checkpoint_of_other_inputs_is_discarded_and_a_finished_run_keeps_none(cache, tmp_path, caplog):
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 3}
+    died = _train_in_process(cache, tmp_path, params, kill_epoch=3)
+    assert died.returncode == -signal.SIGKILL
+    other = tmp_path / "other.npz"
+    flipped = dict(np.load(cache))
+    flipped["y_train"] = 1 - flipped["y_train"]
+    np.savez(other, **flipped)
+    with caplog.at_level("INFO", logger="cnnreg.resume"):
+        train_run("r", params, other, tmp_path)
+    assert "its data changed; training afresh" in caplog.text
+    assert "resuming" not in caplog.text
+    assert not (tmp_path / "resume").exists()
 
 
 def test_transfer_run_trains_the_head_on_features_then_fine_tunes_block5(tmp_path):
@@ -170,4 +278,4 @@ def test_transfer_run_trains_the_head_on_features_then_fine_tunes_block5(tmp_pat
         )
         assert same != changed, name
     again = train_run("t", params, images, run_dir, features_path=features, weights_path=weights)
-    assert again["final"] == metrics["final"]  # a finished run is rewritten, not retrained
+    assert again["final"] == metrics["final"]  # trained afresh (no checkpoint is kept), to the same values

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnnreg import plots
+from cnnreg.atomic import write_atomic, write_text
 from cnnreg.tables import answer, curve_table, summarise_study
 
 PAGE = """<!DOCTYPE html>
@@ -52,18 +53,18 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
     curves = curve_table(study, runs, extra["histories"])
     feature_rows = [_features_row(p) for p in features]
     text = answer(variants, extra["effects"], extra["comparison"]) + _weights_warning(feature_rows)
-    summary.to_csv(outputs["summary"], index=False)
-    variants.to_csv(outputs["final_csv"], index=False)
-    curves.to_csv(outputs["curves_csv"], index=False)
+    for table, key in ((summary, "summary"), (variants, "final_csv"), (curves, "curves_csv")):
+        write_atomic(outputs[key], lambda tmp, table=table: table.to_csv(tmp, index=False))
     plots.learning_curves(curves, outputs["curves"], title=study.title)
     plots.final_accuracies(variants, outputs["final"], title=study.title)
-    Path(outputs["answer"]).write_text(text + "\n")
+    write_text(outputs["answer"], text + "\n")
     sections = [
         _section("Paired differences against the baseline (mean ± 95 % CI over seeds)", extra["effects"]),
         _section(f"Compared with {other.name if other else ''}: {other.title if other else ''}", extra["comparison"]),
         _section("Features the heads trained on", pd.DataFrame(feature_rows)),
     ]
-    Path(outputs["html"]).write_text(
+    write_text(
+        outputs["html"],
         PAGE.format(
             title=html.escape(study.title),
             question=html.escape(study.question or "—"),
@@ -71,7 +72,7 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
             variants=_html_table(variants),
             sections="\n".join(sections),
             runs=_html_table(summary),
-        )
+        ),
     )
 
 

@@ -1,17 +1,27 @@
-"""Writing files so that no reader ever sees a partial one.
+"""Writing files so that no reader ever sees a partial one, even after a crash.
 
-Every output is written to a temporary file in its own folder and renamed over its final name
-(an atomic step on POSIX file systems); a writer that fails leaves nothing behind.
+Every output is written to a unique temporary file in its own folder, flushed to disk, renamed
+over its final name (an atomic step on POSIX file systems), and the folder's entry is flushed
+too; a writer that fails, or is stopped by SIGTERM (what SLURM sends at a time limit), leaves
+no temporary file behind.
 """
 
 import os
+import signal
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+#: Temporary files being written now, removed if SIGTERM arrives.
+_PENDING = set()
+#: The process's umask: temporary files are private, the final file gets the usual mode.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_atomic(path, write, suffix=None):
-    """Call ``write(tmp)`` on a temporary path beside `path`, then rename it to `path`.
+    """Call ``write(tmp)`` on a unique temporary path beside `path`, then make it `path` durably.
 
     Parameters
     ----------
@@ -29,24 +39,59 @@ def write_atomic(path, write, suffix=None):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix if suffix is None else suffix}")
+    handle, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix if suffix is None else suffix}"
+    )
+    os.close(handle)
+    tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    _PENDING.add(tmp)
     try:
         write(tmp)
+        _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, path)
+        _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _PENDING.discard(tmp)
     return path
 
 
+def write_text(path, text):
+    """`write_atomic` of a text file."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
 def save_npz(path, arrays, compressed=False):
-    """`numpy.savez` (or ``savez_compressed``) of `arrays`, atomically and synced to disk."""
+    """`numpy.savez` (or ``savez_compressed``) of `arrays`, atomically and durably."""
     save = np.savez_compressed if compressed else np.savez
+    return write_atomic(path, lambda tmp: save(tmp, **arrays), suffix=".npz")
 
-    def write(tmp):
-        with open(tmp, "wb") as stream:
-            save(stream, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
 
-    return write_atomic(path, write)
+def remove_durably(path):
+    """Delete `path` (if there) and flush its folder's entry."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def exit_on_sigterm():
+    """Turn SIGTERM into ``SystemExit(143)``, so that writers in progress remove their temporary
+    files and callers' ``finally`` blocks run before the process ends."""
+
+    def terminate(signum, frame):
+        for tmp in list(_PENDING):
+            tmp.unlink(missing_ok=True)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def _fsync(path, flags):
+    handle = os.open(path, flags)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

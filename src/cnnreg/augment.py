@@ -20,12 +20,14 @@ import keras
 import numpy as np
 import pandas as pd
 import skimage.io
+import tensorflow as tf
 from matplotlib.figure import Figure
 from skimage.exposure import rescale_intensity
 from skimage.transform import rescale, rotate
 from skimage.util import img_as_float
 
 from cnnreg.atomic import write_atomic
+from cnnreg.randomness import AUGMENT, seed_states, stream_seed
 
 __all__ = [
     "AUGMENT_OPTIONS",
@@ -98,6 +100,7 @@ _LAYER_ORDER = (
 )
 # Option values that leave every image as it is (no rotation, no flip, zoom or brightness factor 1).
 _IDENTITY_VALUES = (0.0, False, [1.0, 1.0])
+_DRAWS_PER_BATCH = 1024
 _SPEC_FORMS = "none | lab | a mapping of option → value"
 
 
@@ -304,35 +307,49 @@ def augmentation_layers(spec, seed):
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
-def augment_dataset(dataset, spec, seed):
+def augment_dataset(dataset, spec, seed, epochs):
     """Augment the image batches of a ``tf.data`` pipeline with `augmentation_layers`.
 
     Parameters
     ----------
     dataset : tf.data.Dataset
-        ``(images, labels)`` batches; images float32 in [0, 1], shape (B, H, W, C).
+        ``(epoch, batch, images, labels)`` elements: the 0-based epoch and the batch's index in
+        it (int64 scalars), images float32 in [0, 1] of shape (B, H, W, C), and their labels.
     spec : {'none', 'lab'}, mapping or None
         As for `resolve_augmentation`.
     seed : int
-        Seed of the layers (see `augmentation_layers`).
+        The run's seed.
+    epochs : int
+        How many epochs the run has (every ``epoch`` is below it).
 
     Returns
     -------
     tf.data.Dataset
-        `dataset` itself when `spec` does not augment, else the batches with augmented images and
-        the same labels.
+        ``(images, labels)`` batches: augmented images, or the images themselves when `spec` does
+        not augment.
 
     Notes
     -----
-    The layers' random state is a variable that advances with every batch, so each pass over a
-    repeated dataset draws new transforms, and two pipelines built with the same seed yield the
-    same batches. The map is sequential: parallel calls would advance that state in a racy order
-    and break reproducibility even with ``deterministic=True``. Add ``prefetch`` after it.
+    Before each batch, every layer's random state is set from (seed, epoch, batch), so a batch's
+    draws do not depend on what was drawn before it: a run resumed at any epoch draws what the
+    uninterrupted run drew, and each epoch draws new transforms. The map is sequential, since
+    the layers' states are shared by all batches. Add ``prefetch`` after it.
     """
     augmenter = augmentation_layers(spec, seed)
     if augmenter is None:
-        return dataset
-    return dataset.map(lambda images, labels: (augmenter(images, training=True), labels))
+        return dataset.map(lambda epoch, batch, images, labels: (images, labels))
+    states = seed_states(augmenter)
+    layer_seeds = tf.constant(
+        [[stream_seed(seed, epoch, AUGMENT, k) for k in range(len(states))] for epoch in range(epochs)], tf.int64
+    )
+
+    def augment(epoch, batch, images, labels):
+        for k, state in enumerate(states):
+            # A layer advances its state's second element once per draw; 1024 draws per batch is ample.
+            state.assign(tf.stack([layer_seeds[epoch, k], batch * _DRAWS_PER_BATCH]))
+        return augmenter(images, training=True), labels
+
+    return dataset.map(augment)
 
 
 def _unit_float(image):

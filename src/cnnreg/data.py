@@ -1,12 +1,16 @@
 """Dataset folders to validated, cached arrays.
 
 A dataset folder is laid out as ``<root>/{train,validation}/<class>/<images>``.
-:func:`scan_dataset` checks that layout and lists the images,
+:func:`scan_dataset` checks that layout and lists the images (and what it ignored),
+:func:`first_image` picks one image from that listing,
+:func:`dataset_signature` fingerprints the folder cheaply, without reading any image,
 :func:`read_image` decodes one image to the run's size and channel count,
 :func:`prepare_cache` decodes a whole dataset once into a ``.npz`` file and
 :func:`load_cache` reads that file back for training.
 """
 
+import hashlib
+import json
 import os
 import zipfile
 from collections import Counter
@@ -15,7 +19,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import skimage.io
+import PIL.Image
+import PIL.ImageOps
+import tifffile
 from skimage.color import rgb2gray
 from skimage.transform import resize
 from skimage.util import img_as_float
@@ -27,6 +33,9 @@ __all__ = [
     "SPLITS",
     "Cache",
     "DatasetError",
+    "array_digest",
+    "dataset_signature",
+    "first_image",
     "load_cache",
     "prepare_cache",
     "read_image",
@@ -51,8 +60,24 @@ _CACHE_KEYS = (
     "files_val",
     "image_size",
     "channels",
+    "digest",
 )
 _MAX_WORKERS = 8
+_SIGNED_SPLITS = (*SPLITS, "test")
+_SHOWN_IGNORED = 10
+# Pillow modes whose arrays hold the samples as they are; any other mode is converted to RGB.
+_ARRAY_MODES = frozenset({"1", "L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_TIFF_SUFFIXES = (".tif", ".tiff")
+# TIFF/EXIF Orientation tag value -> the flips and turns that show the stored rows upright
+_ORIENTATIONS = {
+    2: lambda image: image[:, ::-1],
+    3: lambda image: image[::-1, ::-1],
+    4: lambda image: image[::-1],
+    5: lambda image: image.swapaxes(0, 1),
+    6: lambda image: np.rot90(image, -1),
+    7: lambda image: image[::-1, ::-1].swapaxes(0, 1),
+    8: lambda image: np.rot90(image),
+}
 
 
 class DatasetError(ValueError):
@@ -72,6 +97,9 @@ class Cache(NamedTuple):
         Class names in label order.
     files_train, files_val : ndarray of str, shape (N,)
         Image paths relative to the dataset root, row-aligned with the images.
+    digest : str
+        Hex SHA-256 of the cached arrays (:func:`array_digest`): equal for equal content,
+        whenever and wherever the cache was written.
     """
 
     x_train: np.ndarray
@@ -81,6 +109,7 @@ class Cache(NamedTuple):
     classes: list
     files_train: np.ndarray
     files_val: np.ndarray
+    digest: str
 
 
 def scan_dataset(root, classes=None):
@@ -99,36 +128,134 @@ def scan_dataset(root, classes=None):
     dict
         ``classes`` (list of str, label order), ``train`` and ``validation``
         (lists of ``(path, label)`` sorted by path, where `path` is the
-        POSIX-style path relative to `root` and `label` indexes `classes`).
+        POSIX-style path relative to `root` and `label` indexes `classes`) and
+        ``ignored`` (sorted list of the relative paths of every entry of the
+        split and class folders that is not used; see Notes).
 
     Raises
     ------
     DatasetError
-        If the root or a split folder is missing, fewer than two classes are
-        found, train and validation hold different class folders, a class
-        named in `classes` has no folder, or a class folder holds no images.
+        If the root or a split folder is missing, a symbolic link in a split or
+        class folder is broken (dangling or looping), fewer than two classes are
+        found, train and validation hold different class folders, a class named
+        in `classes` has no folder, or a class folder holds no images.
 
     Notes
     -----
-    Hidden files and folders (names starting with ``.``) and files whose
-    suffix is not in `IMAGE_SUFFIXES` (``Thumbs.db``, ``desktop.ini``, ...)
-    are ignored.
+    Hidden files and folders (names starting with ``.``), files whose suffix
+    is not in `IMAGE_SUFFIXES` (``Thumbs.db``, ``notes.txt``, ``x.webp``, ...),
+    files directly in a split folder, folders inside class folders (not
+    searched) and class folders not named in `classes` are not used; they are
+    listed in ``ignored``.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist; {_LAYOUT}")
-    folders = {split: _class_folders(root, split) for split in SPLITS}
-    classes = _resolve_classes(root, folders, classes)
-    images = {(split, name): sorted(_image_names(root / split / name)) for split in SPLITS for name in classes}
-    empty = [str(root / split / name) for (split, name), found in images.items() if not found]
+    splits = {split: _split_entries(root, split) for split in SPLITS}
+    _check_links(root, splits)
+    classes = _resolve_classes(root, {split: set(found["folder"]) for split, found in splits.items()}, classes)
+    inside = {f"{split}/{name}": _entries(root / split / name) for split in SPLITS for name in classes}
+    _check_links(root, inside)
+    empty = [str(root / folder) for folder, found in inside.items() if not found["image"]]
     if empty:
         raise DatasetError(f"class folders without images: {', '.join(empty)}; add images to them; {_LAYOUT}")
     listing = {"classes": classes}
     for split in SPLITS:
         listing[split] = sorted(
-            (f"{split}/{name}/{image}", label) for label, name in enumerate(classes) for image in images[split, name]
+            (f"{split}/{name}/{image}", label)
+            for label, name in enumerate(classes)
+            for image in inside[f"{split}/{name}"]["image"]
         )
+    listing["ignored"] = _ignored(splits, inside, classes)
     return listing
+
+
+def first_image(root, classes=None, split="train"):
+    """The first image (by name) of the first class (label order) of a dataset split.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Dataset folder (see :func:`scan_dataset`).
+    classes : sequence of str, optional
+        Class folder names in label order (see :func:`scan_dataset`).
+    split : {"train", "validation"}
+        The split to pick from.
+
+    Returns
+    -------
+    Path
+        ``root`` joined with the image's relative path; never a hidden or
+        non-image file.
+
+    Raises
+    ------
+    DatasetError
+        If the dataset folder is unusable (see :func:`scan_dataset`).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    listing = scan_dataset(root, classes)
+    return Path(root) / next(path for path, label in listing[split] if label == 0)
+
+
+def dataset_signature(root):
+    """A cheap fingerprint of a dataset folder's files, for rerunning a cache when they change.
+
+    Hashes the sorted (relative path, kind, size, modification time in ns) of the
+    images and broken links in ``<root>/train``, ``<root>/validation`` and, if it
+    exists, ``<root>/test`` and in their class folders, and the relative paths of
+    their other visible entries (class folders, sub folders, non-image files).
+    Reads no file's content and decodes no image.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Dataset folder (see :func:`scan_dataset`).
+
+    Returns
+    -------
+    str
+        Hex SHA-256. It changes when an image is added, removed, renamed or
+        replaced (new size or modification time), or a class folder or other
+        visible entry is added or removed; it does not depend on the order the
+        file system lists entries in. Hidden entries do not count, nor does the
+        content of non-image files. A missing split counts as empty (no error
+        here; :func:`scan_dataset` reports it).
+    """
+    root = Path(root)
+    rows = [row for split in _SIGNED_SPLITS if (root / split).is_dir() for row in _signature_rows(root / split, split)]
+    return hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()
+
+
+def array_digest(arrays):
+    """Hex SHA-256 of named arrays' content.
+
+    Parameters
+    ----------
+    arrays : mapping of str to array_like
+        The arrays, by name.
+
+    Returns
+    -------
+    str
+        Hash over each key in sorted order: its name, dtype, shape and bytes (in
+        C order). Equal for equal arrays, whatever the mapping's order or the
+        arrays' memory layout.
+
+    Raises
+    ------
+    TypeError
+        If an array holds Python objects (their bytes are addresses, not content).
+    """
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        array = np.asarray(arrays[key])
+        if array.dtype.hasobject:
+            raise TypeError(f"array {key!r} holds Python objects; array_digest needs numeric or string arrays")
+        digest.update(f"{key}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(np.ascontiguousarray(array))
+    return digest.hexdigest()
 
 
 def read_image(path, image_size, channels):
@@ -137,8 +264,9 @@ def read_image(path, image_size, channels):
     Parameters
     ----------
     path : str or path-like
-        Image file (PNG, JPEG, TIFF or BMP); gray, gray + alpha, RGB or RGBA;
-        8- or 16-bit.
+        Image file (PNG, JPEG, TIFF or BMP), one frame or page: gray, gray +
+        alpha, RGB, RGBA, palette, bilevel, CMYK, YCbCr or CIELab; 8- or 16-bit
+        integers or (TIFF) 32-bit integers or floats.
     image_size : int or (int, int)
         Output height and width in pixels; an int means a square image.
     channels : {1, 3}
@@ -148,23 +276,32 @@ def read_image(path, image_size, channels):
     Returns
     -------
     ndarray of uint8, shape (H, W, channels)
-        The image, resized with anti-aliasing. Alpha is dropped. Integer
-        inputs are scaled by their dtype's full range (16-bit 65535 maps to
-        255).
+        The image, turned upright by its EXIF or TIFF orientation and resized
+        with anti-aliasing. Alpha is dropped. Integer inputs are scaled by their
+        dtype's full range (16-bit 65535 maps to 255); float inputs must lie in
+        [0, 1] and are used as they are.
 
     Raises
     ------
     DatasetError
-        If the file cannot be decoded or is not a single 2-D image.
+        If the file cannot be decoded, holds several frames or pages, is not a
+        2-D image, or holds negative integers or floats outside [0, 1] (or NaN).
+
+    Notes
+    -----
+    :mod:`tifffile` decodes gray and RGB(A) TIFFs whose compression it can
+    undo (none, deflate, packbits, ...; LZW and JPEG need the `imagecodecs`
+    package): it keeps every sample type and depth, where Pillow cuts 16-bit
+    RGB to 8 bits, cannot open float RGB and scrambles uncompressed TIFFs
+    turned by 90 degrees (Pillow 13). Pillow decodes every other file,
+    including TIFFs tifffile cannot (palette, CMYK, YCbCr, CIELab, white is
+    zero, LZW or JPEG compressed), and tifffile is tried on TIFFs Pillow
+    cannot open. A multi-picture JPEG (MPO: a camera photo with a preview) is
+    read as its first picture, the photo.
     """
     height, width = _check_size(image_size)
     _check_channels(channels)
-    try:
-        image = skimage.io.imread(path)
-    except Exception as error:  # decoders raise many types for bad files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DatasetError(f"cannot decode image {path} ({reason})") from error
-    image = _to_channels(_color_planes(img_as_float(image), path), channels)
+    image = _to_channels(_color_planes(_decode(path), path), channels)
     image = resize(image, (height, width, channels), anti_aliasing=True)
     return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
@@ -174,7 +311,8 @@ def prepare_cache(root, out_path, image_size, channels, classes=None):
 
     Every image is decoded before anything is written; the cache appears at
     `out_path` only when complete (written to a temporary file in the same
-    folder, then renamed).
+    folder, then renamed). Besides the arrays, it stores their
+    :func:`array_digest` as ``digest``.
 
     Parameters
     ----------
@@ -192,8 +330,10 @@ def prepare_cache(root, out_path, image_size, channels, classes=None):
     Returns
     -------
     dict
-        ``classes``, ``image_size``, ``channels`` and, per split
-        (``train``, ``validation``), the image count per class name.
+        ``classes``, ``image_size``, ``channels``, ``digest``, per split
+        (``train``, ``validation``) the image count per class name, and
+        ``ignored``: ``count`` and the ``first`` (up to 10) of the entries
+        :func:`scan_dataset` did not use.
 
     Raises
     ------
@@ -215,8 +355,9 @@ def prepare_cache(root, out_path, image_size, channels, classes=None):
         arrays[f"files_{key}"] = np.array(files, dtype=str)
     arrays["image_size"] = np.array(size, dtype=np.int64)
     arrays["channels"] = np.array(channels, dtype=np.int64)
-    save_npz(out_path, arrays)
-    return _summary(listing, size, channels)
+    digest = array_digest(arrays)
+    save_npz(out_path, {**arrays, "digest": np.array(digest)})
+    return _summary(listing, size, channels, digest)
 
 
 def load_cache(path):
@@ -230,12 +371,13 @@ def load_cache(path):
     Returns
     -------
     Cache
-        The arrays, with ``classes`` as a list of str.
+        The arrays, with ``classes`` as a list of str and ``digest`` as str.
 
     Raises
     ------
     DatasetError
-        If the file is missing, unreadable or lacks an array.
+        If the file is missing, unreadable or lacks an array (as a cache
+        written by a version of cnnreg without ``digest`` does).
     """
     path = Path(path)
     fix = "rerun the prepare_data rule to rebuild it"
@@ -243,9 +385,15 @@ def load_cache(path):
         raise DatasetError(f"data cache {path} does not exist; {fix}")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in _CACHE_KEYS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            arrays = {key: npz[key] for key in _CACHE_KEYS if key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DatasetError(f"data cache {path} is unreadable ({error}); {fix}") from error
+    missing = [key for key in _CACHE_KEYS if key not in arrays]
+    if missing:
+        raise DatasetError(
+            f"data cache {path} lacks {', '.join(missing)} (written by an older version of cnnreg, "
+            f"or not by prepare_data); {fix}"
+        )
     return Cache(
         x_train=arrays["x_train"],
         y_train=arrays["y_train"],
@@ -254,6 +402,7 @@ def load_cache(path):
         classes=[str(name) for name in arrays["classes"]],
         files_train=arrays["files_train"],
         files_val=arrays["files_val"],
+        digest=str(arrays["digest"]),
     )
 
 
@@ -273,15 +422,79 @@ def _check_channels(channels):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
 
 
-def _visible(path):
-    return not path.name.startswith(".")
+# --- folders ------------------------------------------------------------------------------
 
 
-def _class_folders(root, split):
+def _kind(entry):
+    """What an `os.DirEntry` is to a scan: hidden, broken (link), folder, image or other."""
+    if entry.name.startswith("."):
+        return "hidden"
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        return "broken"
+    if entry.is_dir():
+        return "folder"
+    if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+        return "image"
+    return "other"
+
+
+def _entries(folder):
+    """The names in `folder` by kind (see `_kind`), each list sorted."""
+    found = {kind: [] for kind in ("hidden", "broken", "folder", "image", "other")}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            found[_kind(entry)].append(entry.name)
+    return {kind: sorted(names) for kind, names in found.items()}
+
+
+def _split_entries(root, split):
     folder = root / split
     if not folder.is_dir():
         raise DatasetError(f"dataset {root} has no {split}/ folder (missing {folder}); {_LAYOUT}")
-    return {entry.name for entry in folder.iterdir() if entry.is_dir() and _visible(entry)}
+    return _entries(folder)
+
+
+def _check_links(root, folders):
+    """Raise for the broken links in `folders` (relative path -> its `_entries`)."""
+    broken = [root / folder / name for folder, found in folders.items() for name in found["broken"]]
+    if broken:
+        raise DatasetError(
+            f"broken symbolic links in {root} (their target is missing, or they point in a loop): "
+            f"{', '.join(map(str, broken))}; fix or delete them"
+        )
+
+
+def _ignored(splits, inside, classes):
+    unused = [
+        f"{split}/{name}"
+        for split, found in splits.items()
+        for kind in ("hidden", "folder", "image", "other")
+        for name in found[kind]
+        if kind != "folder" or name not in classes
+    ]
+    unused += [
+        f"{folder}/{name}"
+        for folder, found in inside.items()
+        for kind in ("hidden", "folder", "other")
+        for name in found[kind]
+    ]
+    return sorted(unused)
+
+
+def _signature_rows(folder, relative, depth=1):
+    """(path, kind, size, mtime_ns) of what `_entries` sees in `folder` and, `depth` levels down, its folders."""
+    rows = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            kind, path = _kind(entry), f"{relative}/{entry.name}"
+            if kind in ("image", "broken"):
+                stat = entry.stat(follow_symlinks=kind == "image")
+                rows.append((path, kind, stat.st_size, stat.st_mtime_ns))
+            elif kind != "hidden":
+                rows.append((path, kind, 0, 0))
+            if kind == "folder" and depth:
+                rows += _signature_rows(entry.path, path, depth - 1)
+    return rows
 
 
 def _resolve_classes(root, folders, classes):
@@ -320,12 +533,93 @@ def _default_classes(root, folders):
     return sorted(train)
 
 
-def _image_names(folder):
-    return (
-        entry.name
-        for entry in folder.iterdir()
-        if entry.is_file() and _visible(entry) and entry.suffix.lower() in IMAGE_SUFFIXES
+# --- decoding -----------------------------------------------------------------------------
+
+
+def _decode(path):
+    """The image in `path` as floats in [0, 1], shape (H, W) or (H, W, C), upright."""
+    failure = None
+    try:
+        with PIL.Image.open(path) as image:
+            if not _tifffile_decodes(image):
+                return _from_pillow(image, path)
+    except DatasetError:
+        raise
+    except Exception as error:  # decoders raise many types for bad files
+        failure = error
+    if failure is not None and Path(path).suffix.lower() not in _TIFF_SUFFIXES:
+        raise DatasetError(f"cannot decode image {path} ({_reason(failure)})") from failure
+    return _from_tifffile(path, failure)
+
+
+def _tifffile_decodes(image):
+    """Whether an opened image is a gray (BlackIsZero) or RGB TIFF in a compression tifffile can undo."""
+    tags = image.tag_v2 if image.format == "TIFF" else {}
+    return tags.get(262) in (1, 2) and tags.get(259, 1) in tifffile.TIFF.DECOMPRESSORS
+
+
+def _from_pillow(image, path):
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1 and image.format != "MPO":
+        raise _several_frames(path, frames)
+    dtype = _tiff_integers(image.tag_v2) if image.mode == "I" else None
+    image = PIL.ImageOps.exif_transpose(image)
+    if image.mode not in _ARRAY_MODES:
+        image = image.convert("RGB")
+    return _unit_float(np.asarray(image, dtype=dtype), path)
+
+
+def _tiff_integers(tags):
+    """The integer type of a TIFF's samples, which Pillow's mode I holds as int32 whatever they are."""
+    kind = "i" if 2 in np.atleast_1d(tags.get(339, 1)) else "u"
+    return np.dtype(f"{kind}{max(np.atleast_1d(tags[258])) // 8}")
+
+
+def _from_tifffile(path, failure):
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            frames, page = len(tiff.pages), tiff.pages[0]
+            image, axes, orientation = page.asarray(), page.axes, page.tags.valueof(274, 1)
+    except Exception as error:  # decoders raise many types for bad files
+        reasons = _reason(error) if failure is None else f"Pillow: {_reason(failure)}; tifffile: {_reason(error)}"
+        raise DatasetError(f"cannot decode image {path} ({reasons})") from error
+    if frames > 1:
+        raise _several_frames(path, frames)
+    if "S" in axes:  # samples (color planes) last, however the file stores them
+        image = np.moveaxis(image, axes.index("S"), -1)
+    return _unit_float(_ORIENTATIONS.get(orientation, np.asarray)(image), path)
+
+
+def _reason(error):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _several_frames(path, frames):
+    return DatasetError(
+        f"image {path} holds {frames} frames or pages; save the one to use as a single-image file in its place"
     )
+
+
+def _unit_float(image, path):
+    if image.dtype.kind == "f" and not (np.all(np.isfinite(image)) and image.min() >= 0 and image.max() <= 1):
+        raise DatasetError(
+            f"image {path} holds floats {_value_range(image)}, outside [0, 1]; only float images in [0, 1] "
+            "are used as they are: convert it to 8- or 16-bit integers, or rescale its values to [0, 1]"
+        )
+    if image.dtype.kind == "i" and image.min() < 0:
+        raise DatasetError(
+            f"image {path} holds negative integers (from {image.min()} to {image.max()}); "
+            "convert it to unsigned 8- or 16-bit integers, or to floats in [0, 1]"
+        )
+    return img_as_float(image)
+
+
+def _value_range(image):
+    finite = image[np.isfinite(image)]
+    span = f"from {finite.min():g} to {finite.max():g}" if finite.size else "none finite"
+    tests = (("NaN", np.isnan), ("inf", np.isposinf), ("-inf", np.isneginf))
+    nonfinite = [name for name, test in tests if test(image).any()]
+    return span + (f" and {', '.join(nonfinite)}" if nonfinite else "")
 
 
 def _color_planes(image, path):
@@ -363,9 +657,10 @@ def _decode_all(root, files, size, channels):
     return decoded
 
 
-def _summary(listing, size, channels):
-    summary = {"classes": listing["classes"], "image_size": list(size), "channels": channels}
+def _summary(listing, size, channels, digest):
+    summary = {"classes": listing["classes"], "image_size": list(size), "channels": channels, "digest": digest}
     for split in SPLITS:
         counts = Counter(label for _, label in listing[split])
         summary[split] = {name: counts[label] for label, name in enumerate(listing["classes"])}
+    summary["ignored"] = {"count": len(listing["ignored"]), "first": listing["ignored"][:_SHOWN_IGNORED]}
     return summary

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from scipy.ndimage import gaussian_filter
 from skimage.transform import resize
 
-from cnnreg.atomic import save_npz, write_atomic
+from cnnreg.atomic import save_npz, write_atomic, write_text
 from cnnreg.data import load_cache
 from cnnreg.models import LAST_CONV
 
@@ -1046,10 +1046,10 @@ def explain_run(model_path, cache_path, outputs, evidence=None, per_group=3, see
     summary["gradcam_ms_per_image"] = 1000 * seconds_per_image
     summary["validation_accuracy"] = float(np.mean(arrays["pred"] == arrays["label"]))
     write_cams(outputs["cams"], arrays)
-    table.to_csv(outputs["table"], index=False)
-    Path(outputs["summary"]).write_text(json.dumps(summary, indent=2))
+    write_atomic(outputs["table"], lambda tmp: table.to_csv(tmp, index=False))
+    write_text(outputs["summary"], json.dumps(summary, indent=2))
     plot_gallery(cache.x_val, arrays, cache.classes, outputs["gallery"], per_group=per_group)
-    Path(outputs["html"]).write_text(_tables_page(summary, table))
+    write_text(outputs["html"], _tables_page(summary, table))
     return summary
 
 

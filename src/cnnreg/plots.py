@@ -6,6 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from cnnreg.atomic import write_atomic  # noqa: E402
+
 SPLIT_STYLES = {"train": "-", "validation": "--"}
 
 
@@ -44,8 +46,7 @@ def learning_curves(curves, path, title=""):
     axes[0, 1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def final_accuracies(variants, path, title=""):
@@ -73,5 +74,10 @@ def final_accuracies(variants, path, title=""):
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Write `fig` as a PNG atomically, and free it."""
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

@@ -47,6 +47,9 @@ LATER_PARAMETERS = {"fine_tune": 0, "fine_tune_lr": 1.0e-5}
 TRANSFER_MODELS = ("vgg16_imagenet",)
 #: Models whose last convolution is ``Last_ConvLayer`` (what Grad-CAM reads).
 GRADCAM_MODELS = ("vgg16",)
+#: 2x2 poolings per model (see `cnnreg.models`; ImageNet VGG16 pools like VGG16). Each halves an image
+#: side, rounding down, so a side below 2**poolings leaves nothing to classify.
+POOLINGS = {"alexnet": 3, "vgg16": 5, "vgg16_imagenet": 5}
 
 
 class ConfigError(ValueError):
@@ -151,7 +154,8 @@ def build_plan(config):
     ------
     ConfigError
         For what a schema cannot express: an unknown dataset, a grid key that is not a run
-        parameter, a parameter both fixed and varied, a baseline that matches no run.
+        parameter, a parameter both fixed and varied, an image too small for its model, a baseline
+        that matches no run or leaves a run without a baseline run to pair with.
     """
     defaults = {**LATER_PARAMETERS, **_check_defaults(config.get("defaults", {}))}
     datasets = config.get("datasets", {})
@@ -233,14 +237,21 @@ def _check_run(path, params):
             raise ConfigError(f"{path}.head", f"model {model} trains the lab's sigmoid head; use head: sigmoid")
     elif params["fine_tune"]:
         raise ConfigError(f"{path}.fine_tune", f"fine-tuning needs a pretrained model {TRANSFER_MODELS}, not {model}")
+    smallest = 2 ** POOLINGS[model]
+    if min(params["image_size"]) < smallest:
+        raise ConfigError(
+            f"{path}.image_size",
+            f"{params['image_size']} is too small for {model}: its {POOLINGS[model]} 2x2 poolings need every side "
+            f"to be at least {smallest}; use image_size: [{smallest}, {smallest}] or larger",
+        )
 
 
 def _describe_study(name, spec, study_runs):
     params = list(study_runs.values())
     varied = tuple(p for p in PARAMETERS if p != "seed" and len({json.dumps(run[p]) for run in params}) > 1)
     baseline = normalise(spec.get("baseline", {}))
-    if baseline and not any(all(run[k] == v for k, v in baseline.items()) for run in params):
-        raise ConfigError(f"studies.{name}.baseline", f"{baseline} matches none of the study's runs")
+    if baseline:
+        _check_baseline(f"studies.{name}.baseline", baseline, params, varied)
     gradcam = bool(spec.get("gradcam", False))
     unexplainable = sorted({run["model"] for run in params} - set(GRADCAM_MODELS))
     if gradcam and unexplainable:
@@ -266,6 +277,33 @@ def _describe_study(name, spec, study_runs):
         compare_with=spec.get("compare_with"),
         gradcam=gradcam,
     )
+
+
+def is_baseline_run(params, baseline):
+    """Whether a run has every value of the study's ``baseline``."""
+    return all(params[k] == v for k, v in baseline.items())
+
+
+def pair_key(params, baseline):
+    """What a run shares with the baseline run it is compared with: every parameter not in ``baseline``
+    (dataset and seed included)."""
+    return json.dumps({k: v for k, v in params.items() if k not in baseline}, sort_keys=True)
+
+
+def _check_baseline(path, baseline, params, varied):
+    """The baseline matches some runs, and every other run has one of them to pair with."""
+    baselines = [run for run in params if is_baseline_run(run, baseline)]
+    if not baselines:
+        raise ConfigError(path, f"{baseline} matches none of the study's runs")
+    paired = {pair_key(run, baseline) for run in baselines}
+    for run in params:
+        if pair_key(run, baseline) not in paired:
+            raise ConfigError(
+                path,
+                f"the runs with {variant_label(run, varied)} have no baseline run to pair with: that would be "
+                f"{variant_label({**run, **baseline}, varied)}, which the study does not train. Add that variant, "
+                f"add to 'baseline' the other parameters those runs differ in, or remove 'baseline'",
+            )
 
 
 def variant_label(params, varied):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cnnreg.studies import format_value, variant_label
+from cnnreg.studies import format_value, is_baseline_run, pair_key, variant_label
 
 FINAL_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
 #: Per-run values that get a mean and 95 % CI per variant.
@@ -21,6 +21,8 @@ COMPARED = (
 )
 #: Per-run values whose paired difference against the study's baseline is reported.
 EFFECTS = ("final_val_accuracy", "best_val_accuracy", "generalization_gap")
+#: Per-run epoch at which the baseline's final training accuracy was first reached (NaN: never).
+REACHED = "epoch_reached_reference"
 
 
 def mean_ci(values):
@@ -92,7 +94,8 @@ def add_reference_epochs(table, study, runs, histories):
     """Add when each run first reached the baseline's final training accuracy (task 1b).
 
     The reference is the mean final training accuracy of the study's ``baseline`` runs on the
-    same dataset. Without a baseline the table is returned unchanged.
+    same dataset (read at the same epoch); a row looks only at its ``epochs_run`` (its ``at_epoch``).
+    Without a baseline the table is returned unchanged.
     """
     if not study.baseline:
         return table
@@ -100,29 +103,35 @@ def add_reference_epochs(table, study, runs, histories):
     shared = group_keys(table)[:-1]
     reference = table[table["is_baseline"]].groupby(shared)["final_accuracy"].mean().rename("reference_accuracy")
     table = table.join(reference, on=shared)
-    table["epoch_reached_reference"] = [
-        first_epoch_reaching(histories[r], "accuracy", ref)
-        for r, ref in zip(table["run"], table["reference_accuracy"], strict=True)
+    table[REACHED] = [
+        first_epoch_reaching(histories[r][histories[r]["epoch"] <= last], "accuracy", ref)
+        for r, ref, last in zip(table["run"], table["reference_accuracy"], table["epochs_run"], strict=True)
     ]
     return table
 
 
 def _is_baseline(table, study, runs):
-    return [all(runs[r][k] == v for k, v in study.baseline.items()) for r in table["run"]]
+    return [is_baseline_run(runs[r], study.baseline) for r in table["run"]]
 
 
 def variant_table(table):
     """Mean ± 95 % CI per variant (and dataset, epoch read at) of the compared values, across
-    seeds, ranked by mean best validation accuracy within each dataset (and epoch)."""
+    seeds, ranked by mean best validation accuracy within each dataset (and epoch).
+
+    With reference epochs (`add_reference_epochs`), ``epoch_reached_reference_n_reached`` counts
+    the seeds that reached the reference (of ``n_seeds``), and the ``..._mean_of_reached`` and
+    ``..._ci95_of_reached`` columns are over those seeds only.
+    """
     keys = group_keys(table)
     rows = []
     for key, group in table.groupby(keys, sort=False):
         row = dict(zip(keys, key, strict=True), n_seeds=len(group))
         if "is_baseline" in group:
             row["is_baseline"] = bool(group["is_baseline"].all())
-        columns = list(COMPARED) + (["epoch_reached_reference"] if "epoch_reached_reference" in group else [])
-        for column in columns:
+        for column in COMPARED:
             row[f"{column}_mean"], row[f"{column}_ci95"] = mean_ci(group[column])
+        if REACHED in group:
+            row.update(_reached_columns(group[REACHED]))
         rows.append(row)
     variants = pd.DataFrame(rows)
     shared = keys[:-1]
@@ -130,15 +139,23 @@ def variant_table(table):
     return variants.sort_values([*shared, "rank"], kind="stable").reset_index(drop=True)
 
 
+def _reached_columns(epochs):
+    """How many seeds reached the reference, and the mean ± 95 % CI of their epochs."""
+    reached = epochs.dropna()
+    mean, ci = mean_ci(reached)
+    return {f"{REACHED}_n_reached": len(reached), f"{REACHED}_mean_of_reached": mean, f"{REACHED}_ci95_of_reached": ci}
+
+
 def effects(table, study, runs):
     """Paired differences (variant − baseline, same dataset, seed and other parameters) of
     validation accuracy and generalization gap, mean ± 95 % CI per variant.
 
-    Empty when the study has no ``baseline``.
+    Empty when the study has no ``baseline``. A variant none of whose runs has a baseline run to
+    pair with is left out (`cnnreg.studies.build_plan` rejects such studies).
     """
     if not study.baseline:
         return pd.DataFrame()
-    table = table.assign(pair=[_pair_key(runs[r], study.baseline) for r in table["run"]])
+    table = table.assign(pair=[pair_key(runs[r], study.baseline) for r in table["run"]])
     if "at_epoch" in table:
         table["pair"] = table["pair"] + table["at_epoch"].astype(str)
     is_baseline = np.array(_is_baseline(table, study, runs))
@@ -148,6 +165,8 @@ def effects(table, study, runs):
     rows = []
     for key, group in others.groupby(keys, sort=False):
         matched = group[group["pair"].isin(baseline.index)]
+        if matched.empty:
+            continue
         reference = baseline.loc[matched["pair"]]
         row = dict(zip(keys, key, strict=True), versus=reference["variant"].iloc[0], n_pairs=len(matched))
         for column in EFFECTS:
@@ -156,10 +175,6 @@ def effects(table, study, runs):
             )
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _pair_key(params, baseline):
-    return json.dumps({k: v for k, v in params.items() if k not in baseline}, sort_keys=True)
 
 
 def summarise_study(study, runs, run_dirs, other=None):
@@ -342,16 +357,19 @@ def _comparison_sentences(comparison):
 def _reference_sentences(where, group):
     baseline = " and ".join(group.loc[group["is_baseline"], "variant"])
     return [
-        f"{where}, {row['variant']} first reached the final training accuracy of {baseline} at epoch {_epoch(row)}."
+        f"{where}, {row['variant']} first reached the final training accuracy of {baseline} {_epoch(row)}."
         for _, row in group[~group["is_baseline"]].iterrows()
     ]
 
 
 def _epoch(row):
-    mean, ci = row["epoch_reached_reference_mean"], row["epoch_reached_reference_ci95"]
-    if np.isnan(mean):
-        return "— (never, within the epochs run)"
-    return f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}")
+    """When a variant reached the reference: over the seeds that did, saying how many of all."""
+    reached, seeds = int(row[f"{REACHED}_n_reached"]), int(row["n_seeds"])
+    if reached == 0:
+        return "— no seed reached it within the epochs run"
+    mean, ci = row[f"{REACHED}_mean_of_reached"], row[f"{REACHED}_ci95_of_reached"]
+    epoch = f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}")
+    return f"at epoch {epoch} (mean of the {reached} of {seeds} {'seed' if seeds == 1 else 'seeds'} that reached it)"
 
 
 def _pm(row, column, spec=".3f"):

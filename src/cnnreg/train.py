@@ -1,17 +1,19 @@
 """One training run: cached data → model → fit → history.csv, metrics.json, model.keras.
 
-A run is resumable. After every epoch the model (with its optimizer state) and the history so far
-are written atomically to ``<run dir>/resume/``; a run started again after a kill continues from
-the last finished epoch. ``resume/`` is not a workflow output, so Snakemake never deletes it when
-it cleans up a failed job. It is kept after the last epoch too: when Snakemake deletes the outputs
-of every run in a failed SLURM pack, the finished ones are rewritten from it without retraining.
+A run is resumable and reproducible. After every epoch its checkpoint is written durably to
+``<run dir>/resume/`` (`cnnreg.resume`), with the fingerprint of what it was made from
+(`cnnreg.fingerprint`); a run started again after a kill continues from the last finished epoch
+if, and only if, its parameters, data, weights and training code are still the same. Every
+epoch's shuffle order, augmentation draws and dropout masks are a function of (seed, epoch)
+alone (`cnnreg.randomness`), so a resumed run's history equals the uninterrupted run's. One
+process at a time trains a run (`cnnreg.runlock`). When the outputs are written the checkpoint
+is removed, so a run that Snakemake starts again after it finished trains afresh.
 """
 
 import json
 import logging
 import math
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -24,14 +26,24 @@ import yaml
 from scipy.stats import rankdata
 
 import cnnreg
-from cnnreg.atomic import write_atomic
+from cnnreg.atomic import write_atomic, write_text
 from cnnreg.augment import augment_dataset
-from cnnreg.data import load_cache
+from cnnreg.data import array_digest, load_cache
+from cnnreg.fingerprint import run_fingerprint
 from cnnreg.models import build_model, compile_model
+from cnnreg.randomness import epoch_order, reseed_for_epoch
+from cnnreg.resume import HISTORY_COLUMNS, ResumeState, write_history
+from cnnreg.runlock import run_lock
 from cnnreg.studies import LATER_PARAMETERS, TRANSFER_MODELS
-from cnnreg.transfer import feature_extractor, fine_tune_model, load_feature_cache, to_vgg_input, transfer_head
+from cnnreg.transfer import (
+    feature_extractor,
+    file_md5,
+    fine_tune_model,
+    load_feature_cache,
+    to_vgg_input,
+    transfer_head,
+)
 
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 log = logging.getLogger(__name__)
 
 
@@ -75,87 +87,57 @@ class Stage(NamedTuple):
     scale: float = 1 / 255.0
 
 
-def make_datasets(data, params, seed=None):
-    """tf.data pipelines for training and validation, and their steps per epoch.
+def make_datasets(data, params, first_epoch, last_epoch):
+    """tf.data pipelines for epochs ``first_epoch`` to ``last_epoch - 1`` (0-based), and the
+    steps per epoch of training and validation.
 
-    Both are repeated and driven by ``steps_per_epoch``: a pipeline that ends each epoch stalls
-    for seconds while tf.data tears its iterator down, which dominated small models on CPU.
-    Training batches are augmented as the run's ``augment`` says, a new draw every epoch;
-    validation batches come in the same order every epoch and are only rescaled.
+    Each training epoch visits every example once, in the order `cnnreg.randomness.epoch_order`
+    gives for (seed, epoch); its last batch may be smaller, and no batch spans two epochs.
+    Training batches are augmented as the run's ``augment`` says, with draws keyed by (seed,
+    epoch, batch). Both pipelines are driven by ``steps_per_epoch`` over one iterator: a pipeline
+    that ends each epoch stalls for seconds while tf.data tears its iterator down, which
+    dominated small models on CPU. Validation batches come in the same order every epoch and
+    are only rescaled.
     """
-    batch, seed = params["batch_size"], params["seed"] if seed is None else seed
+    batch, seed, n = params["batch_size"], params["seed"], len(data.x_train)
+    images, labels = tf.constant(data.x_train), tf.constant(_labels(data.y_train, params["head"]))
+    epochs = np.arange(first_epoch, last_epoch, dtype=np.int64)
+    orders = np.stack([epoch_order(seed, epoch, n) for epoch in epochs])
 
-    def rescale(x, y):
-        return tf.cast(x, tf.float32) * data.scale, y
+    def epoch_batches(epoch, order):
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch).enumerate().map(lambda i, rows: (epoch, i, rows))
+
+    def gather(epoch, i, rows):
+        return epoch, i, tf.cast(tf.gather(images, rows), tf.float32) * data.scale, tf.gather(labels, rows)
 
     train = (
-        tf.data.Dataset.from_tensor_slices((data.x_train, _labels(data.y_train, params["head"])))
-        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch)
-        .map(rescale, num_parallel_calls=tf.data.AUTOTUNE)
+        tf.data.Dataset.from_tensor_slices((epochs, orders))
+        .flat_map(epoch_batches)
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     )
-    train = augment_dataset(train, params["augment"], seed).prefetch(tf.data.AUTOTUNE)
+    train = augment_dataset(train, params["augment"], seed, last_epoch).prefetch(tf.data.AUTOTUNE)
     val = (
         tf.data.Dataset.from_tensor_slices((data.x_val, _labels(data.y_val, params["head"])))
         .batch(batch)
-        .map(rescale)
+        .map(lambda x, y: (tf.cast(x, tf.float32) * data.scale, y))
         .cache()
         .repeat()
         .prefetch(tf.data.AUTOTUNE)
     )
-    return train, val, math.ceil(len(data.x_train) / batch), math.ceil(len(data.x_val) / batch)
-
-
-def _write_history(rows, path):
-    write_atomic(path, lambda tmp: pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False))
-
-
-class ResumeState:
-    """The per-epoch checkpoint of a run: ``state-epoch{k}.keras`` and the history up to k.
-
-    The state file is written before the history that names it, and the previous state is
-    deleted only after, so the history's length always names a state file that exists.
-    """
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        self.history_path = self.folder / "history.csv"
-
-    def state_path(self, epoch):
-        return self.folder / f"state-epoch{epoch}.keras"
-
-    def load(self):
-        """(model, history rows) of the last finished epoch, or (None, []) to start afresh."""
-        if not self.history_path.exists():
-            return None, []
-        rows = pd.read_csv(self.history_path).to_dict("records")
-        state = self.state_path(len(rows))
-        if not rows or not state.exists():
-            log.warning("resume state in %s is inconsistent; starting afresh", self.folder)
-            shutil.rmtree(self.folder)
-            return None, []
-        return keras.models.load_model(state), rows
-
-    def save(self, model, rows):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        epoch = len(rows)
-        write_atomic(self.state_path(epoch), model.save)
-        _write_history(rows, self.history_path)
-        previous = self.state_path(epoch - 1)
-        if previous.exists():
-            previous.unlink()
+    return train, val, math.ceil(n / batch), math.ceil(len(data.x_val) / batch)
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Appends one history row per epoch, checkpoints, and logs one line (no progress bars)."""
+    """Seeds each epoch's dropout masks; appends one history row per epoch, checkpoints, and
+    logs one line (no progress bars)."""
 
-    def __init__(self, rows, state, live_history, epochs):
+    def __init__(self, rows, state, live_history, epochs, seed):
         super().__init__()
-        self.rows, self.state, self.live_history, self.epochs = rows, state, live_history, epochs
+        self.rows, self.state, self.live_history, self.epochs, self.seed = rows, state, live_history, epochs, seed
         self.first_epoch_started = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        reseed_for_epoch(self.model, self.seed, epoch)
         self.started = time.perf_counter()
         self.first_epoch_started = self.first_epoch_started or time.time()
 
@@ -167,7 +149,7 @@ class EpochRecorder(keras.callbacks.Callback):
         row["seconds"] = time.perf_counter() - self.started
         self.rows.append(row)
         self.state.save(self.model, self.rows)
-        _write_history(self.rows, self.live_history)
+        write_history(self.rows, self.live_history)
         log.info(
             "epoch %d/%d loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f (%.1f s)",
             row["epoch"], self.epochs, row["loss"], row["accuracy"],
@@ -261,28 +243,54 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
     started = started or time.time()
     params = {**LATER_PARAMETERS, **params}
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     configure_tensorflow(threads)
-    transfer = params["model"] in TRANSFER_MODELS
-    data = feature_stage(load_feature_cache(features_path)) if transfer else image_stage(load_cache(cache_path))
-    state = ResumeState(run_dir / "resume")
-    model, rows = state.load()
-    keras.utils.set_random_seed(params["seed"] + len(rows))
-    total = params["epochs"] + params["fine_tune"]
-    if model is None:
-        model = new_model(params, data)
-    elif len(rows) < total:
-        log.info("resuming %s after epoch %d of %d", run, len(rows), total)
-    else:
-        log.info("%s finished all %d epochs before; rewriting its outputs", run, len(rows))
-    recorder = EpochRecorder(rows, state, run_dir / "history.csv", total)
-    fit(model, data, params, params["epochs"], recorder)
+    with run_lock(run_dir, run):
+        data, fingerprint = first_stage(params, cache_path, features_path, weights_path)
+        state = ResumeState(run_dir / "resume", fingerprint)
+        model, rows = state.load()
+        total = params["epochs"] + params["fine_tune"]
+        if model is None:
+            keras.utils.set_random_seed(params["seed"])
+            model = new_model(params, data)
+        else:
+            log.info("resuming %s after epoch %d of %d", run, len(rows), total)
+        recorder = EpochRecorder(rows, state, run_dir / "history.csv", total, params["seed"])
+        fit(model, data, params, params["epochs"], recorder)
+        if params["fine_tune"]:
+            data = image_stage(load_cache(cache_path), vgg=True)
+            if len(rows) <= params["epochs"]:
+                model = fine_tuning_model(model, params, data, weights_path)
+            fit(model, data, params, total, recorder)
+        metrics = finish(run, params, model, data, rows, run_dir, recorder.first_epoch_started, started)
+        write_text(run_dir / "metrics.json", json.dumps({**metrics, "fingerprint": fingerprint}, indent=2))
+        state.clear()
+    return {**metrics, "fingerprint": fingerprint}
+
+
+def first_stage(params, cache_path, features_path, weights_path):
+    """The arrays a run trains on first, and the run's fingerprint.
+
+    A transfer run trains its head on features; their digest covers the weights they were
+    extracted with, and a run that fine-tunes also depends on the images and the weights file.
+    """
+    if params["model"] not in TRANSFER_MODELS:
+        data = image_stage(load_cache(cache_path))
+        return data, run_fingerprint(params, stage_digest(data), None)
+    features = load_feature_cache(features_path)
+    data = feature_stage(features)
+    digest, weights = stage_digest(data), features.weights_md5
     if params["fine_tune"]:
-        data = image_stage(load_cache(cache_path), vgg=True)
-        if len(rows) <= params["epochs"]:
-            model = fine_tuning_model(model, params, data, weights_path)
-        fit(model, data, params, total, recorder)
-    return finish(run, params, model, data, rows, run_dir, recorder.first_epoch_started, started)
+        digest = array_digest({"features": np.array(digest), "images": np.array(load_cache(cache_path).digest)})
+        weights = file_md5(weights_path)
+    return data, run_fingerprint(params, digest, weights)
+
+
+def stage_digest(data):
+    """Digest of the arrays and class names a stage trains and validates on."""
+    return array_digest(
+        {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val, "y_val": data.y_val,
+         "classes": np.array(data.classes)}
+    )  # fmt: skip
 
 
 def image_stage(cache, vgg=False):
@@ -318,7 +326,7 @@ def fit(model, data, params, until_epoch, recorder):
     done = len(recorder.rows)
     if done >= until_epoch:
         return
-    train, val, steps, val_steps = make_datasets(data, params, seed=params["seed"] + done)
+    train, val, steps, val_steps = make_datasets(data, params, done, until_epoch)
     model.fit(
         train,
         validation_data=val,
@@ -333,7 +341,7 @@ def fit(model, data, params, until_epoch, recorder):
 
 
 def finish(run, params, model, data, rows, run_dir, first_epoch_started, started):
-    """Write model.keras, params.yaml and metrics.json (history.csv is already complete)."""
+    """Write history.csv, model.keras and params.yaml, and return metrics.json's content."""
     metrics = summarise(run, params, rows)
     metrics.update(validation_metrics(model, data, params["batch_size"]))
     trained = metrics["wall_seconds"]
@@ -341,8 +349,7 @@ def finish(run, params, model, data, rows, run_dir, first_epoch_started, started
     metrics["startup_seconds"] = first_epoch_started - started if first_epoch_started else None
     metrics["device"] = device_name()
     metrics["versions"] = versions()
-    _write_history(rows, run_dir / "history.csv")
+    write_history(rows, run_dir / "history.csv")
     write_atomic(run_dir / "model.keras", model.save)
-    (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
+    write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     return metrics

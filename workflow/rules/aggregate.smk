@@ -40,5 +40,6 @@ rule summarize_study:
         study=lambda wildcards: PLAN.studies[wildcards.study],
         runs=study_runs,
         other=compared_study,
+        code=CODE["aggregate"],
     script:
         "../scripts/summarize_study.py"

@@ -25,5 +25,6 @@ rule augment_gallery:
         "../envs/cnnreg.yaml"
     params:
         gallery=GALLERY,
+        code=CODE["gallery"],
     script:
         "../scripts/augment_gallery.py"

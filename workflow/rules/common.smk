@@ -1,5 +1,6 @@
 """Config validation, the run plan, and the lookups every rule uses."""
 
+import functools
 import math
 from pathlib import Path
 
@@ -8,7 +9,18 @@ from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from cnnreg.configfiles import ConfigFileError, check_config_files
+from cnnreg.data import dataset_signature, first_image
+from cnnreg.fingerprint import CODE_OF, code_digest
 from cnnreg.studies import TRANSFER_MODELS, ConfigError, build_plan
+
+
+def check_config_file_syntax(paths):
+    """Stop on a key given twice in a config file (Snakemake keeps the last without a word)."""
+    try:
+        check_config_files(paths)
+    except ConfigFileError as error:
+        raise WorkflowError(f"Invalid config: {error}") from None
 
 
 def validate_config(config):
@@ -79,9 +91,13 @@ def check_dataset_folders(config, plan):
             )
 
 
+check_config_file_syntax(workflow.configfiles)
 validate_config(config)
 PLAN = load_plan(config)
 check_dataset_folders(config, PLAN)
+# Digests of the library code each kind of job runs: a param, so that a change reruns exactly
+# those jobs (Snakemake tracks the script files, not the modules they import).
+CODE = {kind: code_digest(kind) for kind in CODE_OF}
 
 
 def cache_path(params):
@@ -162,6 +178,18 @@ def dataset_classes(wildcards):
     return config["datasets"][wildcards.dataset].get("classes")
 
 
+def dataset_images(wildcards):
+    """Signature of the dataset's image files (names, sizes, times): a param, since Snakemake
+    sees only the folder's own time, which adding a file to a class folder does not change.
+    """
+    return folder_signature(dataset_folder(wildcards))
+
+
+@functools.cache
+def folder_signature(folder):
+    return dataset_signature(folder)
+
+
 def compared_runs(study):
     """The study's runs, then those of the study it is compared with."""
     other = PLAN.studies[study.compare_with].runs if study.compare_with else ()
@@ -225,8 +253,7 @@ def gallery_image(wildcards):
     configured = GALLERY.get("image", {}).get(wildcards.dataset)
     if configured:
         return str(root / configured)
-    first_class = sorted(p for p in (root / "train").iterdir() if p.is_dir())[0]
-    return str(sorted(p for p in first_class.iterdir() if p.is_file())[0])
+    return str(first_image(root, dataset_classes(wildcards)))
 
 
 def gradcam_runs():

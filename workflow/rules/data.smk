@@ -16,5 +16,7 @@ rule prepare_data:
         "../envs/cnnreg.yaml"
     params:
         classes=dataset_classes,
+        images=dataset_images,
+        code=CODE["prepare_data"],
     script:
         "../scripts/prepare_data.py"

@@ -35,5 +35,6 @@ rule gradcam:
     params:
         run=run_params,
         settings=config.get("gradcam", {}),
+        code=CODE["gradcam"],
     script:
         "../scripts/gradcam.py"

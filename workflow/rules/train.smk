@@ -9,6 +9,7 @@ rule run_table:
         "../envs/cnnreg.yaml"
     params:
         plan=PLAN,
+        code=CODE["aggregate"],
     script:
         "../scripts/run_table.py"
 
@@ -36,5 +37,6 @@ rule train:
         mem_mb=train_mem_mb,
     params:
         run=run_params,
+        code=CODE["train"],
     script:
         "../scripts/train.py"

@@ -20,5 +20,7 @@ rule extract_features:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+    params:
+        code=CODE["extract_features"],
     script:
         "../scripts/extract_features.py"

@@ -1,6 +1,7 @@
 import json
 import logging
 
+from cnnreg.atomic import write_text
 from cnnreg.train import configure_tensorflow
 from cnnreg.transfer import extract_dataset_features
 
@@ -8,5 +9,4 @@ logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asc
 configure_tensorflow(snakemake.threads)
 summary = extract_dataset_features(snakemake.input.cache, snakemake.output.features, snakemake.input.weights)
 logging.info("extracted %s: %s", snakemake.input.cache, summary)
-with open(snakemake.output.summary, "w") as handle:
-    json.dump(summary, handle, indent=2, default=str)
+write_text(snakemake.output.summary, json.dumps(summary, indent=2, default=str))

@@ -1,3 +1,5 @@
+from cnnreg.atomic import write_atomic
 from cnnreg.studies import runs_table
 
-runs_table(snakemake.params.plan).to_csv(snakemake.output[0], sep="\t", index=False)
+table = runs_table(snakemake.params.plan)
+write_atomic(snakemake.output[0], lambda tmp: table.to_csv(tmp, sep="\t", index=False))

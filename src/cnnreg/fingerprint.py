@@ -1,0 +1,65 @@
+"""What a result was made from: digests of parameters, data, starting weights and code.
+
+A run's fingerprint has four parts. A resume state is used only when every part matches the run
+about to train; the first part that differs is what the log names as the reason to start afresh.
+The code digests are also the workflow's ``params`` (see ``workflow/rules/common.smk``), so that
+Snakemake reruns exactly the jobs whose code changed and says why in a dry run.
+"""
+
+import hashlib
+import importlib.util
+import json
+
+#: The library modules that decide what each kind of job computes.
+CODE_OF = {
+    "prepare_data": ("data", "atomic"),
+    "train": ("train", "resume", "models", "augment", "transfer", "data", "fingerprint"),
+    "extract_features": ("transfer", "models", "data"),
+    "aggregate": ("tables", "plots", "aggregate", "studies"),
+    "gallery": ("augment",),
+    "gradcam": ("gradcam", "models", "data"),
+}
+
+
+def code_digest(kind):
+    """Hex sha256 of the source of the modules that decide what a `kind` of job computes.
+
+    Reads the files only (no import), so that it is cheap enough to run while a Snakefile is parsed.
+    """
+    digest = hashlib.sha256()
+    for module in CODE_OF[kind]:
+        origin = importlib.util.find_spec(f"cnnreg.{module}").origin
+        with open(origin, "rb") as source:
+            digest.update(module.encode() + b"\0" + source.read() + b"\0")
+    return digest.hexdigest()
+
+
+def params_digest(params):
+    """Hex sha256 of a run's resolved parameters (key order does not matter)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def run_fingerprint(params, data, weights):
+    """The fingerprint of a run about to train.
+
+    Parameters
+    ----------
+    params : dict
+        Resolved run parameters.
+    data : str
+        Digest of the arrays it trains on.
+    weights : str or None
+        Digest (md5) of the pretrained weights it starts from; None when it starts from scratch.
+
+    Returns
+    -------
+    dict
+        ``params``, ``data``, ``weights`` and ``code`` digests.
+    """
+    return {"params": params_digest(params), "data": data, "weights": weights, "code": code_digest("train")}
+
+
+def differences(recorded, current):
+    """Names of the fingerprint parts that differ (all of them when nothing was recorded)."""
+    recorded = recorded or {}
+    return [part for part in current if recorded.get(part) != current[part]]
