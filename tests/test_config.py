@@ -95,3 +95,30 @@ def test_good_config_dry_run_lists_one_train_job_per_run(tmp_path, datasets):
     write_config(tmp_path, good_config(datasets))
     result = snakemake(tmp_path, "--dry-run")
     assert re.search(r"^train\s+2$", result.stdout, flags=re.MULTILINE), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("defaults:\n  lr: 0.1\n  lr: 0.2\n", r"line \d+, column 3: key .lr. under defaults is given twice"),
+        ("defaults:\n\tlr: 0.1\n", r"tabs are not allowed for indentation"),
+    ],
+)
+def test_config_file_problems_name_the_file_and_line(tmp_path, datasets, text, message):
+    write_config(tmp_path, good_config(datasets))
+    config = tmp_path / "config" / "config.yaml"
+    config.write_text(config.read_text() + text.replace("defaults:", "extra:"))
+    result = snakemake(tmp_path, "-n", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config/config.yaml" in output and re.search(message.replace("defaults", "extra"), output)
+
+
+def test_a_key_given_twice_in_a_command_line_config_file_is_an_error(tmp_path, datasets):
+    write_config(tmp_path, good_config(datasets))
+    override = tmp_path / "override.yaml"
+    override.write_text("defaults:\n  lr: 0.1\n  lr: 0.2\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(override), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{override}, line 3" in output and "key 'lr' under defaults is given twice" in output

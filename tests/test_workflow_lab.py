@@ -3,6 +3,7 @@ effects, transfer heads on features extracted once, galleries, Grad-CAM, and the
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -98,6 +99,13 @@ def test_features_are_extracted_once_for_every_head_run(project):
         assert metrics["epochs_run"] == 3
     features = json.loads((project["root"] / "results/features/skin-32x32x3.json").read_text())
     assert features["imagenet"] is False
+
+
+def test_other_weights_extract_the_features_and_train_the_heads_again(project):
+    weights = Path(project["config"]["imagenet_weights"])
+    write_random_weights(weights, seed=2)
+    counts = job_counts(snakemake(project["root"], "-n").stdout)
+    assert counts["extract_features"] == 1 and counts["train"] == 2  # the two heads, nothing else
 
 
 def test_vgg_grid_is_ranked_at_each_epoch_read(project):

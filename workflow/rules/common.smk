@@ -9,18 +9,9 @@ from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from cnnreg.configfiles import ConfigFileError, check_config_files
 from cnnreg.data import dataset_signature, first_image
 from cnnreg.fingerprint import CODE_OF, code_digest
 from cnnreg.studies import TRANSFER_MODELS, ConfigError, build_plan
-
-
-def check_config_file_syntax(paths):
-    """Stop on a key given twice in a config file (Snakemake keeps the last without a word)."""
-    try:
-        check_config_files(paths)
-    except ConfigFileError as error:
-        raise WorkflowError(f"Invalid config: {error}") from None
 
 
 def validate_config(config):
@@ -91,7 +82,6 @@ def check_dataset_folders(config, plan):
             )
 
 
-check_config_file_syntax(workflow.configfiles)
 validate_config(config)
 PLAN = load_plan(config)
 check_dataset_folders(config, PLAN)
