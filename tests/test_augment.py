@@ -29,8 +29,23 @@ def random_images(n=8, shape=(12, 14, 3), seed=0):
     return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
 
 
-def batches(images, batch_size=4):
-    return tf.data.Dataset.from_tensor_slices((images, np.arange(len(images)))).batch(batch_size)
+def batches(images, batch_size=4, epochs=(0,)):
+    """(epoch, batch, images, labels) elements of the given epochs, as the training pipeline makes."""
+    labels = np.arange(len(images))
+    elements = [
+        (epoch, i, images[start : start + batch_size], labels[start : start + batch_size])
+        for epoch in epochs
+        for i, start in enumerate(range(0, len(images), batch_size))
+    ]
+    return tf.data.Dataset.from_generator(
+        lambda: iter(elements),
+        output_signature=(
+            tf.TensorSpec((), tf.int64),
+            tf.TensorSpec((), tf.int64),
+            tf.TensorSpec((None, *images.shape[1:]), tf.float32),
+            tf.TensorSpec((None,), tf.int64),
+        ),
+    )
 
 
 def collect(dataset):
@@ -180,24 +195,30 @@ def test_seed_must_be_a_non_negative_int(seed):
 
 def test_same_seed_same_batches_and_new_draws_each_epoch():
     images = random_images()
-    first = collect(augment_dataset(batches(images), "lab", seed=7).repeat(2))
-    second = collect(augment_dataset(batches(images), "lab", seed=7).repeat(2))
-    other_seed = collect(augment_dataset(batches(images), "lab", seed=8).repeat(2))
+    first = collect(augment_dataset(batches(images, epochs=(0, 1)), "lab", seed=7, epochs=2))
+    second = collect(augment_dataset(batches(images, epochs=(0, 1)), "lab", seed=7, epochs=2))
+    other_seed = collect(augment_dataset(batches(images, epochs=(0, 1)), "lab", seed=8, epochs=2))
     np.testing.assert_array_equal(first, second)
     assert not np.allclose(first[:8], other_seed[:8])
-    assert not np.allclose(first[:8], first[8:])  # the second pass draws new transforms
+    assert not np.allclose(first[:8], first[8:])  # the second epoch draws new transforms
     assert not np.allclose(first[:8], images)  # and augmentation changes images
 
 
+def test_an_epochs_draws_do_not_depend_on_the_epochs_before_it():
+    images = random_images()
+    both = collect(augment_dataset(batches(images, epochs=(0, 1)), "lab", seed=7, epochs=2))
+    second_alone = collect(augment_dataset(batches(images, epochs=(1,)), "lab", seed=7, epochs=2))
+    np.testing.assert_array_equal(both[8:], second_alone)
+
+
 def test_labels_pass_through():
-    labels = [labels.numpy() for _, labels in augment_dataset(batches(random_images()), "lab", seed=0)]
-    np.testing.assert_array_equal(np.concatenate(labels), np.arange(8))
+    augmented = augment_dataset(batches(random_images()), "lab", seed=0, epochs=1)
+    np.testing.assert_array_equal(np.concatenate([labels.numpy() for _, labels in augmented]), np.arange(8))
 
 
-def test_no_augmentation_returns_the_dataset_itself():
-    dataset = batches(random_images())
-    assert augment_dataset(dataset, "none", seed=0) is dataset
-    np.testing.assert_array_equal(collect(augment_dataset(dataset, "none", seed=0)), random_images())
+def test_no_augmentation_passes_the_images_through():
+    augmented = augment_dataset(batches(random_images()), "none", seed=0, epochs=1)
+    np.testing.assert_array_equal(collect(augmented), random_images())
 
 
 # --- what each option does --------------------------------------------------------------------

@@ -52,7 +52,7 @@ def epoch_seconds(params, cache, repeated):
         on_epoch_end=lambda e, logs: times.__setitem__(-1, times[-1] + time.perf_counter()),
     )
     if repeated:
-        train, val, steps, val_steps = make_datasets(cache, params)
+        train, val, steps, val_steps = make_datasets(cache, params, 0, params["epochs"])
         model.fit(train, validation_data=val, epochs=params["epochs"], steps_per_epoch=steps,
                   validation_steps=val_steps, callbacks=[callback], verbose=0)  # fmt: skip
     else:
