@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from cnnreg.models import alexnet, build_model, compile_model, vgg16
+from cnnreg.models import alexnet, compile_model, vgg16
+from cnnreg.registry import lookup
 
 
 def layer_names(model):
@@ -76,7 +77,7 @@ def test_compile_names_accuracy_alike_for_both_heads():
         "batch_norm": False, "dropout": 0.0, "spatial_dropout": 0.0, "optimizer": "adam", "lr": 1e-3,
     }  # fmt: skip
     for head in ("sigmoid", "softmax"):
-        model = compile_model(build_model({**base, "head": head}), {**base, "head": head})
+        model = compile_model(lookup("alexnet").build({**base, "head": head}, (16, 16, 1)), {**base, "head": head})
         labels = y.reshape(-1, 1).astype("float32") if head == "sigmoid" else y
         history = model.fit(x, labels, validation_data=(x, labels), epochs=1, verbose=0).history
         assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -86,9 +87,9 @@ def test_compile_names_accuracy_alike_for_both_heads():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"head": "relu"}, "head must be one of"),
-        ({"dropout": 1.0}, "dropout must be in"),
-        ({"base": 0}, "base must be"),
+        ({"head": "relu"}, "head expects one of sigmoid, softmax"),
+        ({"dropout": 1.0}, r"dropout expects a rate in \[0, 1\)"),
+        ({"base": 0}, "base expects a positive number of filters"),
     ],
 )
 def test_builders_validate_parameters(kwargs, message):

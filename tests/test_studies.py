@@ -89,18 +89,18 @@ def _study(config, name):
         (lambda c: _study(c, "task1_batchnorm").update(baseline={"lr": 0.5}), "studies.task1_batchnorm.baseline"),
         (lambda c: c["defaults"].pop("lr"), "defaults"),
         (lambda c: _study(c, "task1c_low_lr")["grid"].update(batch_norm=[]), "studies.task1c_low_lr.grid.batch_norm"),
-        (lambda c: _study(c, "task9_transfer")["set"].update(augment="lab"), "studies.task9_transfer.augment"),
-        (lambda c: _study(c, "task9_transfer")["set"].update(head="softmax"), "studies.task9_transfer.head"),
-        (lambda c: _study(c, "task1_batchnorm")["set"].update(fine_tune=5), "studies.task1_batchnorm.fine_tune"),
+        (lambda c: _study(c, "task9_transfer")["set"].update(augment="lab"), "studies.task9_transfer.set.augment"),
+        (lambda c: _study(c, "task9_transfer")["set"].update(head="softmax"), "studies.task9_transfer.set.head"),
+        (lambda c: _study(c, "task1_batchnorm")["set"].update(fine_tune=5), "studies.task1_batchnorm.set.fine_tune"),
         (lambda c: _study(c, "task1_batchnorm").update(gradcam=True), "studies.task1_batchnorm.gradcam"),
         (lambda c: _study(c, "task4_vgg").update(at_epochs=[50, 151]), "studies.task4_vgg.at_epochs"),
         (lambda c: _study(c, "task9_transfer").update(compare_with="task7"), "studies.task9_transfer.compare_with"),
-        (lambda c: _study(c, "task4_vgg")["set"].update(image_size=[31, 128]), "studies.task4_vgg.image_size"),
+        (lambda c: _study(c, "task4_vgg")["set"].update(image_size=[31, 128]), "studies.task4_vgg.set.image_size"),
         (
             lambda c: _study(c, "task9_transfer")["set"].update(image_size=[224, 16]),
-            "studies.task9_transfer.image_size",
+            "studies.task9_transfer.set.image_size",
         ),
-        (lambda c: c["defaults"].update(image_size=[7, 7]), "studies.task1_batchnorm.image_size"),
+        (lambda c: c["defaults"].update(image_size=[7, 7]), "defaults.image_size"),
         (
             lambda c: _study(c, "task3_spatial_dropout").update(baseline={"spatial_dropout": 0.0}),
             "studies.task3_spatial_dropout.baseline",
@@ -150,7 +150,7 @@ def test_image_size_down_to_the_models_smallest_side(lab_config, model, smallest
     lab_config["studies"] = {"s": study}
     assert build_plan(lab_config).runs  # one pooling per halving: a side of 2**poolings ends at 1
     study["set"]["image_size"] = [128, smallest - 1]
-    with pytest.raises(ConfigError, match=rf"at least {smallest}; use image_size: \[{smallest}, {smallest}\]"):
+    with pytest.raises(ConfigError, match=rf"at least {smallest}"):
         build_plan(lab_config)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cnnreg.data import DatasetError, prepare_cache
+from cnnreg.models import transfer_head
 from cnnreg.transfer import (
     CONFIG_KEY,
     IMAGENET_MD5,
@@ -32,7 +33,6 @@ from cnnreg.transfer import (
     missing_weights_message,
     resolve_weights_path,
     to_vgg_input,
-    transfer_head,
     write_feature_cache,
     write_random_weights,
 )
@@ -270,7 +270,7 @@ def test_transfer_head_layers_and_parameters():
     assert head.get_layer("dense1_dropout").rate == 0.5
     assert head.get_layer("head").units == 1 and head.get_layer("head").activation.__name__ == "sigmoid"
     assert head.count_params() == (4 * 4 * 512 * 128 + 128) + (128 + 1)
-    assert transfer_head((1, 1, 512), dense=16, dropout=0.0).count_params() == 512 * 16 + 16 + 17
+    assert transfer_head((1, 1, 512), dense=[16], dropout=0.0).count_params() == 512 * 16 + 16 + 17
 
 
 def compiled(model, lr=1e-3):
@@ -296,7 +296,7 @@ def test_head_training_leaves_extractor_alone(weights):
 def test_fine_tune_trains_block5_and_head_only(weights, tmp_path):
     keras.utils.set_random_seed(0)
     extractor = feature_extractor(weights, (32, 32, 3))
-    head = transfer_head(extractor.output_shape[1:], dense=8)
+    head = transfer_head(extractor.output_shape[1:], dense=[8])
     model = compiled(fine_tune_model(extractor, head), lr=1e-3)
     trainable = {w.path.split("/")[0] for w in model.trainable_weights}
     assert trainable == {"block5_conv1", "block5_conv2", "block5_conv3", "dense1", "head"}

@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnreg.models import build_model, compile_model
+from cnnreg.models import compile_model
+from cnnreg.registry import lookup
 from cnnreg.train import Stage, configure_tensorflow, make_datasets
 
 
@@ -45,7 +46,8 @@ def per_epoch_datasets(cache, params):
 
 def epoch_seconds(params, cache, repeated):
     keras.utils.set_random_seed(0)
-    model = compile_model(build_model(params), params)
+    height, width = params["image_size"]
+    model = compile_model(lookup(params["model"]).build(params, (height, width, params["channels"])), params)
     times = []
     callback = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda e, logs: times.append(-time.perf_counter()),

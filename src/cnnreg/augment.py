@@ -27,6 +27,14 @@ from skimage.transform import rescale, rotate
 from skimage.util import img_as_float
 
 from cnnreg.atomic import write_atomic
+from cnnreg.parameters import (
+    AUGMENT_OPTIONS,
+    FILL_MODES,
+    LAB_AUGMENTATION,
+    is_finite_real,
+    is_pair,
+    resolve_augmentation,
+)
 from cnnreg.randomness import AUGMENT, seed_states, stream_seed
 
 __all__ = [
@@ -45,31 +53,6 @@ __all__ = [
     "skimage_panels",
     "write_galleries",
 ]
-
-FILL_MODES = ("constant", "nearest", "reflect", "wrap")
-
-#: ImageDataGenerator option name → what it does and which values it takes.
-AUGMENT_OPTIONS = {
-    "rotation_range": "a rotation angle in degrees, in [0, 180]; rotates by an angle drawn from [-r, r]",
-    "width_shift_range": "a fraction of the width, in [0, 1); shifts left or right by up to that fraction",
-    "height_shift_range": "a fraction of the height, in [0, 1); shifts up or down by up to that fraction",
-    "shear_range": "a shear angle in degrees, in [0, 90); shears horizontally by up to that angle either way",
-    "zoom_range": (
-        "a float z in [0, 1) for zoom factors in [1 - z, 1 + z], or a [lower, upper] pair with "
-        "0 < lower <= upper <= 2; drawn per axis, a factor < 1 zooms in"
-    ),
-    "horizontal_flip": "true or false; mirrors left-right half of the time",
-    "vertical_flip": "true or false; mirrors top-bottom half of the time",
-    "brightness_range": (
-        "a [lower, upper] pair with 0 <= lower <= upper, e.g. [0.8, 1.2]; multiplies the image by a "
-        "factor drawn from it, clipped to [0, 1]"
-    ),
-    "fill_mode": f"one of {', '.join(FILL_MODES)}; how shifted-in pixels are filled (default nearest)",
-    "cval": "a number in [0, 1]; the fill value of fill_mode constant (default 0)",
-}
-
-#: The lab's setting; images are rescaled to [0, 1] before augmentation.
-LAB_AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1, "horizontal_flip": True}
 
 #: The transform each fill-mode row of the generator gallery applies, strong enough for the fill to show.
 FILL_ROW_TRANSFORM = {"rotation_range": 40, "width_shift_range": 0.3}
@@ -101,81 +84,6 @@ _LAYER_ORDER = (
 # Option values that leave every image as it is (no rotation, no flip, zoom or brightness factor 1).
 _IDENTITY_VALUES = (0.0, False, [1.0, 1.0])
 _DRAWS_PER_BATCH = 1024
-_SPEC_FORMS = "none | lab | a mapping of option → value"
-
-
-def _is_real(value):
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
-
-
-def _is_finite_real(value):
-    return _is_real(value) and math.isfinite(value)
-
-
-def _is_pair(value):
-    return isinstance(value, list | tuple | np.ndarray) and len(value) == 2 and all(_is_finite_real(v) for v in value)
-
-
-_VALID = {
-    "rotation_range": lambda v: _is_finite_real(v) and 0 <= v <= 180,
-    "width_shift_range": lambda v: _is_finite_real(v) and 0 <= v < 1,
-    "height_shift_range": lambda v: _is_finite_real(v) and 0 <= v < 1,
-    "shear_range": lambda v: _is_finite_real(v) and 0 <= v < 90,
-    "zoom_range": lambda v: (_is_finite_real(v) and 0 <= v < 1) or (_is_pair(v) and 0 < v[0] <= v[1] <= 2),
-    "horizontal_flip": lambda v: isinstance(v, bool | np.bool_),
-    "vertical_flip": lambda v: isinstance(v, bool | np.bool_),
-    "brightness_range": lambda v: _is_pair(v) and 0 <= v[0] <= v[1],
-    "fill_mode": lambda v: isinstance(v, str) and v in FILL_MODES,
-    "cval": lambda v: _is_finite_real(v) and 0 <= v <= 1,
-}
-
-
-def _canonical_value(value):
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list | tuple | np.ndarray):
-        return [float(v) for v in value]
-    return float(value)
-
-
-def resolve_augmentation(spec):
-    """Validate an augmentation setting and return its canonical option mapping.
-
-    Parameters
-    ----------
-    spec : {'none', 'lab'}, mapping or None
-        ``'none'`` (or None) for no augmentation, ``'lab'`` for `LAB_AUGMENTATION`, or a mapping of
-        `AUGMENT_OPTIONS` names to values.
-
-    Returns
-    -------
-    dict
-        Options with sorted keys; numbers as float, pairs as lists of float, flags as bool.
-        Empty for no augmentation.
-
-    Raises
-    ------
-    ValueError
-        If `spec` is another string or type, names an unknown option, or gives an option a
-        value it does not take; the message names the option and what it expects.
-    """
-    if spec is None or spec == "none":
-        return {}
-    if spec == "lab":
-        spec = LAB_AUGMENTATION
-    elif not isinstance(spec, Mapping):
-        raise ValueError(f"augmentation must be {_SPEC_FORMS}, got {spec!r}")
-    unknown = [repr(name) for name in spec if name not in AUGMENT_OPTIONS]
-    if unknown:
-        raise ValueError(
-            f"unknown augmentation option {', '.join(unknown)}; valid options: {', '.join(AUGMENT_OPTIONS)}"
-        )
-    for name, value in spec.items():
-        if not _VALID[name](value):
-            raise ValueError(f"augmentation option {name} expects {AUGMENT_OPTIONS[name]}; got {value!r}")
-    return {name: _canonical_value(spec[name]) for name in sorted(spec)}
 
 
 @keras.saving.register_keras_serializable(package="cnnreg")
@@ -374,13 +282,13 @@ def _plain(value):
 
 
 def _numbers(name, values, valid, expected):
-    if not (_is_sequence(values) and all(_is_finite_real(v) and valid(v) for v in values)):
+    if not (_is_sequence(values) and all(is_finite_real(v) and valid(v) for v in values)):
         raise ValueError(f"{name} must be a sequence of {expected}, got {values!r}")
     return [_plain(v) for v in values]
 
 
 def _percentile_pairs(percentiles):
-    if not (_is_sequence(percentiles) and all(_is_pair(p) and 0 <= p[0] < p[1] <= 100 for p in percentiles)):
+    if not (_is_sequence(percentiles) and all(is_pair(p) and 0 <= p[0] < p[1] <= 100 for p in percentiles)):
         raise ValueError(f"percentiles must be (low, high) pairs with 0 <= low < high <= 100, got {percentiles!r}")
     return [(_plain(low), _plain(high)) for low, high in percentiles]
 

@@ -1,4 +1,7 @@
-"""The lab's CNN builders, with the functional API (Grad-CAM needs layer outputs).
+"""The lab's CNN builders, with the functional API (Grad-CAM needs layer outputs): AlexNet, VGG16
+and the transfer head on VGG16 features; and compiling a model for a run.
+
+`cnnreg.registry` says which builder each model name uses and which run parameters it takes.
 
 Every convolution is 3×3 with ``padding="same"``; batch normalisation sits between a convolution and
 its ReLU; spatial dropout follows the ReLU (before pooling); dropout follows the ReLU of each hidden
@@ -8,7 +11,8 @@ dense layer.
 import keras
 from keras import layers
 
-HEADS = ("sigmoid", "softmax")
+from cnnreg.parameters import PARAMETERS
+
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 
 #: (filters as multiples of ``base``, pool after the block) for each AlexNet block.
@@ -18,20 +22,12 @@ VGG16_BLOCKS = ((2, 1), (2, 2), (3, 4), (3, 8), (3, 8))
 LAST_CONV = "Last_ConvLayer"
 
 
-def _check_rate(name, value):
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-
-
-def _check_common(input_shape, base, head, dropout, spatial_dropout):
+def _check(input_shape, **values):
+    """The builders' arguments, checked as the run parameters they are (`cnnreg.parameters`)."""
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
-    if base < 1:
-        raise ValueError(f"base must be a positive number of filters, got {base}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-    _check_rate("dropout", dropout)
-    _check_rate("spatial_dropout", spatial_dropout)
+    for name, value in values.items():
+        PARAMETERS[name].check(list(value) if name == "dense" else value)
 
 
 def conv_unit(x, filters, name, batch_norm, spatial_dropout, conv_name=None):
@@ -87,7 +83,7 @@ def alexnet(
     -------
     keras.Model
     """
-    _check_common(input_shape, base, head, dropout, spatial_dropout)
+    _check(input_shape, base=base, dense=dense, head=head, dropout=dropout, spatial_dropout=spatial_dropout)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     for i, (multiple, pooled) in enumerate(ALEXNET_BLOCKS, start=1):
@@ -110,7 +106,7 @@ def vgg16(
 
     The last convolution is named ``Last_ConvLayer`` for Grad-CAM. Parameters as in `alexnet`.
     """
-    _check_common(input_shape, base, head, dropout, spatial_dropout)
+    _check(input_shape, base=base, dense=dense, head=head, dropout=dropout, spatial_dropout=spatial_dropout)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     for i, (convs, multiple) in enumerate(VGG16_BLOCKS, start=1):
@@ -128,23 +124,32 @@ def vgg16(
     return keras.Model(inputs, classifier(x, dense, dropout, head), name="vgg16")
 
 
-BUILDERS = {"alexnet": alexnet, "vgg16": vgg16}
+def transfer_head(feature_shape, dense=(128,), dropout=0.5):
+    """The lab's new head on VGG16 features: Flatten → Dense(128) → ReLU → Dropout(0.5) → Dense(1, sigmoid).
 
+    Parameters
+    ----------
+    feature_shape : tuple of int
+        Shape of one feature block, (h, w, 512).
+    dense : sequence of one int
+        Units of the hidden dense layer.
+    dropout : float
+        Dropout rate after its ReLU, in [0, 1); 0 leaves the Dropout layer out.
 
-def build_model(params):
-    """Build the (uncompiled) model a run's parameters describe."""
-    if params["model"] not in BUILDERS:
-        raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {params['model']!r}")
-    height, width = params["image_size"]
-    return BUILDERS[params["model"]](
-        (height, width, params["channels"]),
-        base=params["base"],
-        dense=params["dense"],
-        head=params["head"],
-        batch_norm=params["batch_norm"],
-        dropout=params["dropout"],
-        spatial_dropout=params["spatial_dropout"],
-    )
+    Returns
+    -------
+    keras.Model
+        Uncompiled functional model named ``transfer_head``; layers ``flatten``, ``dense1``,
+        ``dense1_relu``, ``dense1_dropout``, ``head`` (as `classifier` names them).
+    """
+    feature_shape = tuple(int(side) for side in feature_shape)
+    if len(feature_shape) != 3 or min(feature_shape) < 1:
+        raise ValueError(f"feature_shape must be (h, w, channels) of positive ints, got {feature_shape}")
+    _check(feature_shape, dense=dense, dropout=dropout)
+    if len(dense) != 1:
+        raise ValueError(f"dense must give the units of one hidden layer, got {list(dense)}")
+    inputs = keras.Input(shape=feature_shape, name="features")
+    return keras.Model(inputs, classifier(inputs, dense, dropout, "sigmoid"), name="transfer_head")
 
 
 def compile_model(model, params):

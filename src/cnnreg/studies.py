@@ -15,41 +15,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-#: Run parameters and the type each is normalised to before hashing. ``dataset`` and ``seed``
-#: come from a study's ``datasets`` and ``seeds``; all others from defaults/set/variants/grid.
-PARAMETER_TYPES = {
-    "model": str,
-    "dataset": str,
-    "base": int,
-    "dense": list,
-    "head": str,
-    "batch_norm": bool,
-    "dropout": float,
-    "spatial_dropout": float,
-    "lr": float,
-    "optimizer": str,
-    "batch_size": int,
-    "epochs": int,
-    "image_size": list,
-    "channels": int,
-    "augment": "augment",
-    "fine_tune": int,
-    "fine_tune_lr": float,
-    "seed": int,
-}
-PARAMETERS = tuple(PARAMETER_TYPES)
+from cnnreg import parameters, registry
+
+PARAMETERS = parameters.NAMES
+#: ``dataset`` and ``seed`` come from a study's ``datasets`` and ``seeds``; all others from
+#: defaults/set/variants/grid.
 STUDY_PARAMETERS = tuple(p for p in PARAMETERS if p not in ("dataset", "seed"))
 #: Parameters added after the first release, with the value every run had before them. A config's
 #: ``defaults`` may omit them, and while a run keeps these values they stay out of its id, so
 #: adding a capability reruns nothing that was already trained.
 LATER_PARAMETERS = {"fine_tune": 0, "fine_tune_lr": 1.0e-5}
-#: Models trained on features cached once per dataset (see `cnnreg.transfer`).
-TRANSFER_MODELS = ("vgg16_imagenet",)
-#: Models whose last convolution is ``Last_ConvLayer`` (what Grad-CAM reads).
-GRADCAM_MODELS = ("vgg16",)
-#: 2x2 poolings per model (see `cnnreg.models`; ImageNet VGG16 pools like VGG16). Each halves an image
-#: side, rounding down, so a side below 2**poolings leaves nothing to classify.
-POOLINGS = {"alexnet": 3, "vgg16": 5, "vgg16_imagenet": 5}
 
 
 class ConfigError(ValueError):
@@ -98,33 +73,7 @@ def normalise(params):
     unknown = set(params) - set(PARAMETERS)
     if unknown:
         raise ValueError(f"unknown run parameters {sorted(unknown)}; expected some of {list(PARAMETERS)}")
-    canonical = {}
-    for name in (p for p in PARAMETERS if p in params):
-        kind, value = PARAMETER_TYPES[name], params[name]
-        if kind == "augment":
-            canonical[name] = _canonical_augment(value)
-        elif kind is list:
-            canonical[name] = [int(v) for v in value]
-        elif kind is float:
-            canonical[name] = float(value)
-        else:
-            canonical[name] = kind(value)
-    return canonical
-
-
-def _canonical_augment(value):
-    """``none``, ``lab``, or the option mapping with sorted keys and numbers as floats."""
-    if isinstance(value, str):
-        return value
-    return {key: _canonical_option(value[key]) for key in sorted(value)}
-
-
-def _canonical_option(value):
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_canonical_option(v) for v in value]
-    return float(value)
+    return {name: parameters.check(name, params[name]) for name in PARAMETERS if name in params}
 
 
 def run_id(params):
@@ -135,7 +84,7 @@ def run_id(params):
             hashed.pop(name, None)
     canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
-    return f"{params['model']}-{params['dataset']}-{digest}"
+    return f"{registry.short_name(params['model'])}-{params['dataset']}-{digest}"
 
 
 def build_plan(config):
@@ -182,12 +131,24 @@ def _check_defaults(defaults):
 
 
 def _check_names(key_path, mapping):
-    for key in mapping:
+    """Every key is a run parameter, and every value one it takes (a grid's: every listed value)."""
+    for key, value in mapping.items():
         if key not in STUDY_PARAMETERS:
             raise ConfigError(
                 f"{key_path}.{key}",
                 f"'{key}' is not a run parameter; expected one of {list(STUDY_PARAMETERS)}",
             )
+        for where, one in _values(key_path, key, value):
+            try:
+                parameters.check(key, one)
+            except ValueError as error:
+                raise ConfigError(where, str(error)) from None
+
+
+def _values(key_path, key, value):
+    if key_path.endswith(".grid") and isinstance(value, list):
+        return [(f"{key_path}.{key}[{i}]", one) for i, one in enumerate(value)]
+    return [(f"{key_path}.{key}", value)]
 
 
 def _expand_study(name, spec, defaults, datasets):
@@ -215,34 +176,93 @@ def _expand_study(name, spec, defaults, datasets):
     runs = {}
     grid_points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     for dataset in spec.get("datasets", []):
-        for variant in variants:
+        for index, variant in enumerate(variants):
             for point in grid_points:
                 for seed in spec.get("seeds", [0]):
                     params = normalise({**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed})
-                    _check_run(path, params)
+                    _check_run(path, params, _given(path, fixed, index, variant, point))
                     runs[run_id(params)] = params
     return runs
 
 
-def _check_run(path, params):
-    """Combinations of parameters that no model can train."""
+def _given(path, fixed, index, variant, point):
+    """Where the study itself gives each of its parameters: key → key path."""
+    given = {key: f"{path}.set.{key}" for key in fixed}
+    given.update({key: f"{path}.variants[{index}].{key}" for key in variant})
+    given.update({key: f"{path}.grid.{key}" for key in point})
+    return given
+
+
+def _check_run(path, params, given):
+    """What the run's model cannot train: a parameter it ignores that the study sets or varies,
+    an image too small, a head it lacks, augmentation of cached features, fine-tuning."""
     model = params["model"]
-    if model in TRANSFER_MODELS:
-        if params["augment"] != "none":
-            raise ConfigError(
-                f"{path}.augment",
-                f"model {model} trains on features extracted once per dataset, so it cannot augment; use augment: none",
-            )
-        if params["head"] != "sigmoid":
-            raise ConfigError(f"{path}.head", f"model {model} trains the lab's sigmoid head; use head: sigmoid")
-    elif params["fine_tune"]:
-        raise ConfigError(f"{path}.fine_tune", f"fine-tuning needs a pretrained model {TRANSFER_MODELS}, not {model}")
-    smallest = 2 ** POOLINGS[model]
-    if min(params["image_size"]) < smallest:
+    try:
+        spec = registry.lookup(model)
+    except registry.ModelError as error:
+        raise ConfigError(given.get("model", "defaults.model"), str(error)) from None
+    ignored = [key for key in given if key not in spec.parameters]
+    if ignored:
         raise ConfigError(
-            f"{path}.image_size",
-            f"{params['image_size']} is too small for {model}: its {POOLINGS[model]} 2x2 poolings need every side "
-            f"to be at least {smallest}; use image_size: [{smallest}, {smallest}] or larger",
+            given[ignored[0]],
+            f"model {model} does not use {ignored[0]} (it uses {', '.join(spec.parameters)}); varying or setting it "
+            "would train the same model under another run id; remove it from this study",
+        )
+
+    def where(key):
+        return given.get(key, f"{path}.{key}")
+
+    if params["head"] not in spec.heads:
+        raise ConfigError(where("head"), f"model {model} trains a {' or '.join(spec.heads)} head, not {params['head']}")
+    if spec.inputs == "features" and params["augment"] != "none":
+        raise ConfigError(
+            where("augment"),
+            f"model {model} trains on features extracted once per dataset, so it cannot augment; use augment: none",
+        )
+    if spec.dense_layers is not None and len(params["dense"]) != spec.dense_layers:
+        raise ConfigError(
+            where("dense"), f"model {model} has {spec.dense_layers} hidden dense layer(s); give dense that many units"
+        )
+    if params["fine_tune"] and not spec.fine_tunes:
+        raise ConfigError(where("fine_tune"), f"model {model} has no fine-tuning stage; use fine_tune: 0")
+    if min(params["image_size"]) < spec.min_side:
+        raise ConfigError(
+            where("image_size"),
+            f"{params['image_size']} is too small for {model}: its poolings need every side to be at least "
+            f"{spec.min_side}; use image_size: [{spec.min_side}, {spec.min_side}] or larger",
+        )
+    if registry.is_custom(model):
+        _check_builds(where("model"), spec, params)
+
+
+def _check_builds(key_path, spec, params):
+    """A user's builder must return a Keras model whose output fits the run's head (built once
+    per distinct set of the parameters it uses)."""
+    used = json.dumps({name: params[name] for name in (*spec.uses, "head", "image_size", "channels")}, sort_keys=True)
+    if (spec.name, used) not in _BUILT:
+        _check_built_model(key_path, spec, params)
+        _BUILT.add((spec.name, used))
+
+
+_BUILT = set()
+
+
+def _check_built_model(key_path, spec, params):
+    import keras  # only for users' own models: the lab's need no Keras at plan time
+
+    height, width = params["image_size"]
+    try:
+        model = spec.build(params, (height, width, params["channels"]))
+    except Exception as error:  # a user's code may raise anything; say where it came from
+        raise ConfigError(key_path, f"the builder {spec.builder} failed: {type(error).__name__}: {error}") from None
+    if not isinstance(model, keras.Model):
+        raise ConfigError(key_path, f"the builder {spec.builder} returned {type(model).__name__}, not a keras.Model")
+    units = 1 if params["head"] == "sigmoid" else 2
+    if tuple(model.output.shape[1:]) != (units,):
+        raise ConfigError(
+            key_path,
+            f"the builder {spec.builder} outputs shape {tuple(model.output.shape[1:])}; head {params['head']} "
+            f"needs ({units},)",
         )
 
 
@@ -253,11 +273,11 @@ def _describe_study(name, spec, study_runs):
     if baseline:
         _check_baseline(f"studies.{name}.baseline", baseline, params, varied)
     gradcam = bool(spec.get("gradcam", False))
-    unexplainable = sorted({run["model"] for run in params} - set(GRADCAM_MODELS))
+    unexplainable = sorted({run["model"] for run in params if registry.lookup(run["model"]).explains is None})
     if gradcam and unexplainable:
         raise ConfigError(
             f"studies.{name}.gradcam",
-            f"Grad-CAM needs a model with a Last_ConvLayer {GRADCAM_MODELS}; this study trains {unexplainable}",
+            f"Grad-CAM needs a model that names the layer it explains; this study trains {unexplainable}",
         )
     epochs_run = min(run["epochs"] for run in params) if params else 0
     at_epochs = tuple(sorted(spec.get("at_epochs", [])))

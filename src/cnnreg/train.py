@@ -30,19 +30,13 @@ from cnnreg.atomic import write_atomic, write_text
 from cnnreg.augment import augment_dataset
 from cnnreg.data import array_digest, load_cache
 from cnnreg.fingerprint import run_fingerprint
-from cnnreg.models import build_model, compile_model
+from cnnreg.models import compile_model
 from cnnreg.randomness import epoch_order, reseed_for_epoch
+from cnnreg.registry import lookup
 from cnnreg.resume import HISTORY_COLUMNS, ResumeState, write_history
 from cnnreg.runlock import run_lock
-from cnnreg.studies import LATER_PARAMETERS, TRANSFER_MODELS
-from cnnreg.transfer import (
-    feature_extractor,
-    file_md5,
-    fine_tune_model,
-    load_feature_cache,
-    to_vgg_input,
-    transfer_head,
-)
+from cnnreg.studies import LATER_PARAMETERS
+from cnnreg.transfer import feature_extractor, file_md5, fine_tune_model, load_feature_cache, to_vgg_input
 
 log = logging.getLogger(__name__)
 
@@ -244,14 +238,15 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
     params = {**LATER_PARAMETERS, **params}
     run_dir = Path(run_dir)
     configure_tensorflow(threads)
+    spec = lookup(params["model"])
     with run_lock(run_dir, run):
-        data, fingerprint = first_stage(params, cache_path, features_path, weights_path)
+        data, fingerprint = first_stage(spec, params, cache_path, features_path, weights_path)
         state = ResumeState(run_dir / "resume", fingerprint)
         model, rows = state.load()
         total = params["epochs"] + params["fine_tune"]
         if model is None:
             keras.utils.set_random_seed(params["seed"])
-            model = new_model(params, data)
+            model = compile_model(spec.build(params, data.x_train.shape[1:]), params)
         else:
             log.info("resuming %s after epoch %d of %d", run, len(rows), total)
         recorder = EpochRecorder(rows, state, run_dir / "history.csv", total, params["seed"])
@@ -267,13 +262,14 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
     return {**metrics, "fingerprint": fingerprint}
 
 
-def first_stage(params, cache_path, features_path, weights_path):
-    """The arrays a run trains on first, and the run's fingerprint.
+def first_stage(spec, params, cache_path, features_path, weights_path):
+    """The arrays a run trains on first (what its model's registry entry says), and the run's
+    fingerprint.
 
-    A transfer run trains its head on features; their digest covers the weights they were
-    extracted with, and a run that fine-tunes also depends on the images and the weights file.
+    A model on features trains on them; their digest covers the weights they were extracted
+    with, and a run that fine-tunes also depends on the images and the weights file.
     """
-    if params["model"] not in TRANSFER_MODELS:
+    if spec.inputs == "images":
         data = image_stage(load_cache(cache_path))
         return data, run_fingerprint(params, stage_digest(data), None)
     features = load_feature_cache(features_path)
@@ -304,14 +300,6 @@ def image_stage(cache, vgg=False):
 
 def feature_stage(features):
     return Stage(features.x_train, features.y_train, features.x_val, features.y_val, features.classes, 1.0)
-
-
-def new_model(params, data):
-    """The run's compiled model; a transfer run's is the head on the cached features' shape."""
-    if params["model"] in TRANSFER_MODELS:
-        head = transfer_head(data.x_train.shape[1:], dense=params["dense"][0], dropout=params["dropout"])
-        return compile_model(head, params)
-    return compile_model(build_model(params), params)
 
 
 def fine_tuning_model(head, params, data, weights_path):

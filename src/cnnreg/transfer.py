@@ -3,7 +3,7 @@
 VGG16 without its top (``include_top=False``) turns every image into a ``(h, w, 512)`` block of
 features. Those never change while the head trains, so :func:`extract_dataset_features` computes
 them once per dataset into a feature cache (:func:`write_feature_cache`, :func:`load_feature_cache`)
-that every head-training run reads; only :func:`transfer_head` is trained on it.
+that every head-training run reads; only the head (`cnnreg.models.transfer_head`) is trained on it.
 :func:`fine_tune_model` goes beyond the lab: the trained head on top of VGG16 with block 5 unfrozen.
 
 Compute nodes are usually offline, so the weights file is given explicitly (config key
@@ -30,7 +30,6 @@ import numpy as np
 
 from cnnreg.atomic import save_npz, write_atomic
 from cnnreg.data import DatasetError, load_cache
-from cnnreg.models import classifier
 
 __all__ = [
     "CONFIG_KEY",
@@ -51,7 +50,6 @@ __all__ = [
     "resolve_weights_path",
     "stage_weights",
     "to_vgg_input",
-    "transfer_head",
     "write_feature_cache",
     "write_random_weights",
 ]
@@ -318,35 +316,6 @@ def extract_features(extractor, images, batch_size=32):
     return features
 
 
-def transfer_head(feature_shape, dense=128, dropout=0.5):
-    """The lab's new head: Flatten → Dense(128) → ReLU → Dropout(0.5) → Dense(1, sigmoid).
-
-    Parameters
-    ----------
-    feature_shape : tuple of int
-        Shape of one feature block, (h, w, 512).
-    dense : int
-        Units of the hidden dense layer.
-    dropout : float
-        Dropout rate after its ReLU, in [0, 1); 0 leaves the Dropout layer out.
-
-    Returns
-    -------
-    keras.Model
-        Uncompiled functional model named ``transfer_head``; layers ``flatten``, ``dense1``,
-        ``dense1_relu``, ``dense1_dropout``, ``head`` (as `cnnreg.models.classifier` names them).
-    """
-    feature_shape = tuple(int(side) for side in feature_shape)
-    if len(feature_shape) != 3 or min(feature_shape) < 1:
-        raise ValueError(f"feature_shape must be (h, w, channels) of positive ints, got {feature_shape}")
-    if not (isinstance(dense, (int, np.integer)) and dense > 0):
-        raise ValueError(f"dense must be a positive number of units, got {dense!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    inputs = keras.Input(shape=feature_shape, name="features")
-    return keras.Model(inputs, classifier(inputs, (int(dense),), dropout, "sigmoid"), name="transfer_head")
-
-
 def fine_tune_model(extractor, head, trainable_from="block5_conv1"):
     """The trained head on top of VGG16, with the extractor's last layers unfrozen.
 
@@ -355,7 +324,7 @@ def fine_tune_model(extractor, head, trainable_from="block5_conv1"):
     extractor : keras.Model
         From :func:`feature_extractor`, built at the image size the model will see.
     head : keras.Model
-        The head trained on the extractor's features (:func:`transfer_head`).
+        The head trained on the extractor's features (`cnnreg.models.transfer_head`).
     trainable_from : str
         The first extractor layer to train; it and every later layer (all of block 5 by default)
         are trainable, earlier ones stay frozen. VGG16 has no batch normalisation, so no layer

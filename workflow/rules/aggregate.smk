@@ -6,32 +6,32 @@ rule summarize_study:
         features=study_features,
     output:
         summary=report(
-            "results/studies/{study}/summary.csv",
+            paths.study_file("{study}", "summary.csv"),
             caption="../report/summary.rst",
             category=study_title,
             labels=report_labels("summary table (CSV)"),
         ),
         html=report(
-            "results/studies/{study}/summary.html",
+            paths.study_file("{study}", "summary.html"),
             caption="../report/summary.rst",
             category=study_title,
             labels=report_labels("summary table"),
         ),
         curves=report(
-            "results/studies/{study}/curves.png",
+            paths.study_file("{study}", "curves.png"),
             caption="../report/curves.rst",
             category=study_title,
             labels=report_labels("learning curves"),
         ),
-        curves_csv="results/studies/{study}/curves.csv",
+        curves_csv=paths.study_file("{study}", "curves.csv"),
         final=report(
-            "results/studies/{study}/final.png",
+            paths.study_file("{study}", "final.png"),
             caption="../report/final.rst",
             category=study_title,
             labels=report_labels("validation accuracy per variant"),
         ),
-        final_csv="results/studies/{study}/final.csv",
-        answer="results/studies/{study}/answer.txt",
+        final_csv=paths.study_file("{study}", "final.csv"),
+        answer=paths.study_file("{study}", "answer.txt"),
     log:
         "logs/summarize_study/{study}.log",
     conda:
@@ -39,6 +39,7 @@ rule summarize_study:
     params:
         study=lambda wildcards: PLAN.studies[wildcards.study],
         runs=study_runs,
+        run_dirs=study_run_dirs,
         other=compared_study,
         code=CODE["aggregate"],
     script:

@@ -4,21 +4,21 @@ rule augment_gallery:
         gallery_image,
     output:
         skimage=report(
-            "results/augmentation/{dataset}/skimage.png",
+            f"{paths.GALLERY}/skimage.png",
             caption="../report/skimage.rst",
             category=GALLERY.get("title", "Task 5: augmentation galleries"),
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "gallery": "5a: scikit-image transforms"},
         ),
-        skimage_csv="results/augmentation/{dataset}/skimage.csv",
+        skimage_csv=f"{paths.GALLERY}/skimage.csv",
         generator=report(
-            "results/augmentation/{dataset}/generator.png",
+            f"{paths.GALLERY}/generator.png",
             caption="../report/generator.rst",
             category=GALLERY.get("title", "Task 5: augmentation galleries"),
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "gallery": "5b: training augmentation"},
         ),
-        generator_json="results/augmentation/{dataset}/generator.json",
+        generator_json=f"{paths.GALLERY}/generator.json",
     log:
         "logs/augment_gallery/{dataset}.log",
     conda:

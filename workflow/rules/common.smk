@@ -9,9 +9,11 @@ from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from cnnreg import paths
 from cnnreg.data import dataset_signature, first_image
 from cnnreg.fingerprint import CODE_OF, code_digest
-from cnnreg.studies import TRANSFER_MODELS, ConfigError, build_plan
+from cnnreg.registry import FINE_TUNE_EPOCH, lookup
+from cnnreg.studies import ConfigError, build_plan
 
 
 def validate_config(config):
@@ -90,26 +92,15 @@ check_dataset_folders(config, PLAN)
 CODE = {kind: code_digest(kind) for kind in CODE_OF}
 
 
-def cache_path(params):
-    """The decoded-dataset cache a run reads."""
-    height, width = params["image_size"]
-    return f"results/data/{params['dataset']}-{height}x{width}x{params['channels']}.npz"
-
-
-def features_path(params):
-    """The cached ImageNet VGG16 features a transfer run's head trains on."""
-    return cache_path(params).replace("results/data/", "results/features/")
-
-
 def train_inputs(wildcards):
-    """A run's data: its image cache, or for a transfer run its feature cache (and, when it
-    fine-tunes, the images and the weights too)."""
+    """A run's data, as its model's registry entry says: the image cache, or the feature cache
+    (and, when it fine-tunes, the images and the weights too)."""
     params = PLAN.runs[wildcards.run]
-    if params["model"] not in TRANSFER_MODELS:
-        return {"cache": cache_path(params)}
-    inputs = {"features": features_path(params)}
+    if lookup(params["model"]).inputs == "images":
+        return {"cache": paths.cache(params)}
+    inputs = {"features": paths.features(params)}
     if params["fine_tune"]:
-        inputs.update(cache=cache_path(params), weights=imagenet_weights(wildcards))
+        inputs.update(cache=paths.cache(params), weights=imagenet_weights(wildcards))
     return inputs
 
 
@@ -128,31 +119,32 @@ def imagenet_weights(wildcards):
 
 
 def run_cache(wildcards):
-    return cache_path(PLAN.runs[wildcards.run])
+    return paths.cache(PLAN.runs[wildcards.run])
+
+
+def run_folder(wildcards):
+    return paths.run_dir(wildcards.run)
+
+
+def explained_layer(wildcards):
+    """The layer Grad-CAM explains, as the run's model's registry entry names it."""
+    return lookup(PLAN.runs[wildcards.run]["model"]).explains
 
 
 def run_params(wildcards):
     return PLAN.runs[wildcards.run]
 
 
-# Generous GPU seconds per epoch of 1000 images at 128x128 and the lab's base width; a run's
-# estimate scales with its pixels and base. A transfer run's head epochs are cheap (features are
-# cached); its fine-tuning epochs pass the images through VGG16. Used only to size SLURM limits.
-EPOCH_SECONDS = {"alexnet": (8, 6.0), "vgg16": (32, 30.0), "vgg16_imagenet": (32, 1.0)}
-
-
 def train_runtime(wildcards, attempt):
-    """SLURM time limit in minutes, estimated from the run's size and grown per attempt.
+    """SLURM time limit in minutes, from the registry's cost per epoch, grown per attempt.
 
     A job that hits its limit is resubmitted (the profile's `retries`) with a longer one and
     resumes from its last finished epoch.
     """
     params = PLAN.runs[wildcards.run]
-    lab_base, seconds = EPOCH_SECONDS[params["model"]]
-    height, width = params["image_size"]
-    scale = (height * width) / 128**2 * max(1.0, params["base"] / lab_base)
-    work = params["epochs"] * seconds + params["fine_tune"] * EPOCH_SECONDS["vgg16"][1]
-    return attempt * math.ceil(10 + work * scale / 60)
+    work = params["epochs"] * lookup(params["model"]).epoch_cost(params)
+    work += params["fine_tune"] * FINE_TUNE_EPOCH.epoch_cost(params)
+    return attempt * math.ceil(10 + work / 60)
 
 
 def train_mem_mb(wildcards, attempt):
@@ -191,7 +183,7 @@ def study_run_files(name):
 
     def files(wildcards):
         runs = compared_runs(PLAN.studies[wildcards.study])
-        return [f"results/runs/{run}/{name}" for run in runs]
+        return [paths.run_file(run, name) for run in runs]
 
     return files
 
@@ -199,6 +191,12 @@ def study_run_files(name):
 def study_runs(wildcards):
     study = PLAN.studies[wildcards.study]
     return {run: PLAN.runs[run] for run in compared_runs(study)}
+
+
+def study_run_dirs(wildcards):
+    return {
+        run: paths.run_dir(run) for run in compared_runs(PLAN.studies[wildcards.study])
+    }
 
 
 def compared_study(wildcards):
@@ -210,12 +208,13 @@ def study_features(wildcards):
     """Feature-extraction summaries of a transfer study's datasets (which weights, how fast)."""
     study = PLAN.studies[wildcards.study]
     params = [PLAN.runs[run] for run in study.runs]
-    paths = {
-        features_path(p).replace(".npz", ".json")
-        for p in params
-        if p["model"] in TRANSFER_MODELS
-    }
-    return sorted(paths)
+    return sorted(
+        {
+            paths.features_summary(p)
+            for p in params
+            if lookup(p["model"]).inputs == "features"
+        }
+    )
 
 
 def study_title(wildcards):
@@ -266,18 +265,18 @@ def evidence_boxes(wildcards):
 
 def all_targets():
     summaries = expand(
-        "results/studies/{study}/{file}",
+        paths.study_file("{study}", "{file}"),
         study=PLAN.studies,
         file=["summary.csv", "summary.html", "curves.png", "final.png"],
     )
     galleries = expand(
-        "results/augmentation/{dataset}/{file}",
+        f"{paths.GALLERY}/{{file}}",
         dataset=GALLERY.get("datasets", []),
         file=["skimage.png", "generator.png"],
     )
     gradcams = expand(
-        "results/gradcam/{run}/{file}",
+        f"{paths.GRADCAM}/{{file}}",
         run=gradcam_runs(),
         file=["gallery.png", "table.html"],
     )
-    return ["results/runs.tsv", *summaries, *galleries, *gradcams]
+    return [paths.RUN_TABLE, *summaries, *galleries, *gradcams]

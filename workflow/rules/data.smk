@@ -3,7 +3,7 @@ rule prepare_data:
     input:
         dataset_folder,
     output:
-        "results/data/{dataset}-{height}x{width}x{channels}.npz",
+        paths.CACHE,
     log:
         "logs/prepare_data/{dataset}-{height}x{width}x{channels}.log",
     wildcard_constraints:

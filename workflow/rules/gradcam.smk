@@ -1,22 +1,22 @@
 rule gradcam:
     """Lab task 10: Grad-CAM and Grad-CAM++ of a trained run on its validation images."""
     input:
-        model="results/runs/{run}/model.keras",
+        model=paths.run_file("{run}", "model.keras"),
         cache=run_cache,
         evidence=evidence_boxes,
     output:
         gallery=report(
-            "results/gradcam/{run}/gallery.png",
+            f"{paths.GRADCAM}/gallery.png",
             caption="../report/gradcam.rst",
             category=lambda wildcards: gradcam_study(wildcards).title,
             subcategory="Grad-CAM",
             labels=lambda wildcards: {"run": wildcards.run, "item": "gallery"},
         ),
-        cams="results/gradcam/{run}/cams.npz",
-        table="results/gradcam/{run}/gradcam.csv",
-        summary="results/gradcam/{run}/summary.json",
+        cams=f"{paths.GRADCAM}/cams.npz",
+        table=f"{paths.GRADCAM}/gradcam.csv",
+        summary=f"{paths.GRADCAM}/summary.json",
         html=report(
-            "results/gradcam/{run}/table.html",
+            f"{paths.GRADCAM}/table.html",
             caption="../report/gradcam_table.rst",
             category=lambda wildcards: gradcam_study(wildcards).title,
             subcategory="Grad-CAM",

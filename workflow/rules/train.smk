@@ -1,7 +1,7 @@
 rule run_table:
     """Every unique run, every parameter, and the studies that use it."""
     output:
-        "results/runs.tsv",
+        paths.RUN_TABLE,
     log:
         "logs/run_table.log",
     localrule: True
@@ -19,10 +19,10 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        history="results/runs/{run}/history.csv",
-        metrics="results/runs/{run}/metrics.json",
-        model="results/runs/{run}/model.keras",
-        params="results/runs/{run}/params.yaml",
+        history=paths.run_file("{run}", "history.csv"),
+        metrics=paths.run_file("{run}", "metrics.json"),
+        model=paths.run_file("{run}", "model.keras"),
+        params=paths.run_file("{run}", "params.yaml"),
     log:
         "logs/train/{run}.log",
     benchmark:
@@ -37,6 +37,7 @@ rule train:
         mem_mb=train_mem_mb,
     params:
         run=run_params,
+        run_dir=run_folder,
         code=CODE["train"],
     script:
         "../scripts/train.py"

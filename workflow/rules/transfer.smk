@@ -1,11 +1,11 @@
 rule extract_features:
     """ImageNet VGG16 (include_top=False, frozen) features of a dataset, once for every head run."""
     input:
-        cache="results/data/{dataset}-{height}x{width}x{channels}.npz",
+        cache=paths.CACHE,
         weights=imagenet_weights,
     output:
-        features="results/features/{dataset}-{height}x{width}x{channels}.npz",
-        summary="results/features/{dataset}-{height}x{width}x{channels}.json",
+        features=paths.FEATURES,
+        summary=paths.FEATURES_SUMMARY,
     log:
         "logs/extract_features/{dataset}-{height}x{width}x{channels}.log",
     benchmark:

@@ -13,7 +13,7 @@ train_run(
     snakemake.wildcards.run,
     snakemake.params.run,
     snakemake.input.get("cache"),
-    run_dir=snakemake.output.history.rsplit("/", 1)[0],
+    run_dir=snakemake.params.run_dir,
     threads=snakemake.threads,
     started=started,
     features_path=snakemake.input.get("features"),

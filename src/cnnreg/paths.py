@@ -1,0 +1,48 @@
+"""The path of every artifact the workflow writes, defined once.
+
+Rules use the patterns (with Snakemake wildcards); input functions and scripts use the functions,
+which fill the same patterns, so no code builds a path by string surgery or parses one to recover
+an id.
+"""
+
+CACHE = "results/data/{dataset}-{height}x{width}x{channels}.npz"
+FEATURES = "results/features/{dataset}-{height}x{width}x{channels}.npz"
+FEATURES_SUMMARY = "results/features/{dataset}-{height}x{width}x{channels}.json"
+RUN = "results/runs/{run}"
+RUN_TABLE = "results/runs.tsv"
+STUDY = "results/studies/{study}"
+GALLERY = "results/augmentation/{dataset}"
+GRADCAM = "results/gradcam/{run}"
+
+
+def _size(params):
+    height, width = params["image_size"]
+    return {"dataset": params["dataset"], "height": height, "width": width, "channels": params["channels"]}
+
+
+def cache(params):
+    """The decoded-dataset cache a run's images come from."""
+    return CACHE.format(**_size(params))
+
+
+def features(params):
+    """The ImageNet VGG16 features of a run's images."""
+    return FEATURES.format(**_size(params))
+
+
+def features_summary(params):
+    """Which weights the features were extracted with, and how fast."""
+    return FEATURES_SUMMARY.format(**_size(params))
+
+
+def run_dir(run):
+    return RUN.format(run=run)
+
+
+def run_file(run, name):
+    """A file of a run's folder (history.csv, metrics.json, model.keras, params.yaml)."""
+    return f"{run_dir(run)}/{name}"
+
+
+def study_file(study, name):
+    return f"{STUDY.format(study=study)}/{name}"
