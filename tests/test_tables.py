@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cnnreg.history import HISTORY_COLUMNS
 from cnnreg.studies import build_plan
 from cnnreg.tables import answer, summarise_study
-from cnnreg.train import HISTORY_COLUMNS
 
 
 def write_run(folder, val_accuracy, accuracy=None, seconds=1.0):

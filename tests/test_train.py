@@ -14,9 +14,10 @@ import pytest
 from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
 
 from cnnreg.data import load_cache, prepare_cache
+from cnnreg.history import HISTORY_COLUMNS
 from cnnreg.randomness import epoch_order
 from cnnreg.runlock import RunLockedError
-from cnnreg.train import HISTORY_COLUMNS, image_stage, make_datasets, roc_auc, train_run
+from cnnreg.train import image_stage, make_datasets, roc_auc, train_run
 from cnnreg.transfer import extract_dataset_features, feature_extractor, write_random_weights
 
 

@@ -13,11 +13,22 @@ import json
 #: The library modules that decide what each kind of job computes.
 CODE_OF = {
     "prepare_data": ("data", "atomic"),
-    "train": ("train", "resume", "models", "augment", "transfer", "data", "fingerprint"),
+    "train": (
+        "train",
+        "resume",
+        "history",
+        "models",
+        "registry",
+        "parameters",
+        "augment",
+        "transfer",
+        "data",
+        "fingerprint",
+    ),
     "extract_features": ("transfer", "models", "data"),
-    "aggregate": ("tables", "plots", "aggregate", "studies"),
+    "aggregate": ("tables", "history", "plots", "aggregate", "studies"),
     "gallery": ("augment",),
-    "gradcam": ("gradcam", "models", "data"),
+    "gradcam": ("gradcam", "data"),
 }
 
 

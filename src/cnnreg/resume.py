@@ -20,15 +20,10 @@ import pandas as pd
 
 from cnnreg.atomic import remove_durably, write_atomic, write_text
 from cnnreg.fingerprint import differences
+from cnnreg.history import write_history
 
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 _STATE = re.compile(r"state-epoch(\d+)\.keras")
 log = logging.getLogger(__name__)
-
-
-def write_history(rows, path):
-    """history.csv of `rows` (dicts with `HISTORY_COLUMNS`), atomically."""
-    write_atomic(path, lambda tmp: pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False))
 
 
 class ResumeState:

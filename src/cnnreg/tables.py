@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cnnreg.history import history_values
 from cnnreg.studies import format_value, is_baseline_run, pair_key, variant_label
 
-FINAL_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
 #: Per-run values that get a mean and 95 % CI per variant.
 COMPARED = (
     "final_accuracy",
@@ -47,18 +47,6 @@ def first_epoch_reaching(history, column, target):
     """First epoch whose ``column`` is at least ``target``; NaN if never."""
     reached = history.loc[history[column] >= target - 1e-9, "epoch"]
     return int(reached.iloc[0]) if len(reached) else np.nan
-
-
-def history_values(history):
-    """Final and best values of a (possibly truncated) history."""
-    final = history.iloc[-1]
-    best = history.loc[history["val_accuracy"].idxmax()]
-    values = {f"final_{k}": float(final[k]) for k in FINAL_COLUMNS}
-    values["best_val_accuracy"] = float(best["val_accuracy"])
-    values["best_epoch"] = int(best["epoch"])
-    values["generalization_gap"] = float(final["accuracy"] - final["val_accuracy"])
-    values["wall_seconds"] = float(history["seconds"].sum())
-    return values
 
 
 def run_rows(study, runs, metrics, histories):

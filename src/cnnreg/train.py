@@ -30,10 +30,11 @@ from cnnreg.atomic import write_atomic, write_text
 from cnnreg.augment import augment_dataset
 from cnnreg.data import array_digest, load_cache
 from cnnreg.fingerprint import run_fingerprint
+from cnnreg.history import FINAL_COLUMNS, HISTORY_COLUMNS, history_values, write_history
 from cnnreg.models import compile_model
 from cnnreg.randomness import epoch_order, reseed_for_epoch
 from cnnreg.registry import lookup
-from cnnreg.resume import HISTORY_COLUMNS, ResumeState, write_history
+from cnnreg.resume import ResumeState
 from cnnreg.runlock import run_lock
 from cnnreg.studies import LATER_PARAMETERS
 from cnnreg.transfer import feature_extractor, file_md5, fine_tune_model, load_feature_cache, to_vgg_input
@@ -182,18 +183,16 @@ def validation_metrics(model, data, batch_size):
 
 def summarise(run, params, rows):
     """The history-derived part of metrics.json."""
-    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    final = history.iloc[-1]
-    best = history.loc[history["val_accuracy"].idxmax()]
+    values = history_values(pd.DataFrame(rows, columns=HISTORY_COLUMNS))
     return {
         "run": run,
         "params": params,
         "seed": params["seed"],
-        "final": {k: float(final[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-        "best": {"val_accuracy": float(best["val_accuracy"]), "epoch": int(best["epoch"])},
-        "generalization_gap": float(final["accuracy"] - final["val_accuracy"]),
-        "epochs_run": len(history),
-        "wall_seconds": float(history["seconds"].sum()),
+        "final": {k: values[f"final_{k}"] for k in FINAL_COLUMNS},
+        "best": {"val_accuracy": values["best_val_accuracy"], "epoch": values["best_epoch"]},
+        "generalization_gap": values["generalization_gap"],
+        "epochs_run": len(rows),
+        "wall_seconds": values["wall_seconds"],
     }
 
 
