@@ -17,7 +17,7 @@ from cnnreg.data import load_cache, prepare_cache
 from cnnreg.history import HISTORY_COLUMNS
 from cnnreg.randomness import epoch_order
 from cnnreg.runlock import RunLockedError
-from cnnreg.train import image_stage, make_datasets, roc_auc, train_run
+from cnnreg.train import make_datasets, roc_auc, train_run
 from cnnreg.transfer import extract_dataset_features, feature_extractor, write_random_weights
 
 
@@ -50,7 +50,7 @@ def _epochs(dataset, steps, epochs):
 
 
 def test_each_epoch_visits_every_image_once_in_its_own_order(cache):
-    data = image_stage(load_cache(cache))
+    data = load_cache(cache)
     params = {**TINY_DEFAULTS, "seed": 3, "batch_size": 5}
     train, _, steps, _ = make_datasets(data, params, 0, 2)
     epochs = _epochs(train, steps, 2)
@@ -65,7 +65,7 @@ def test_each_epoch_visits_every_image_once_in_its_own_order(cache):
 
 
 def test_training_batches_are_augmented_afresh_each_epoch_and_validation_never(cache):
-    data = image_stage(load_cache(cache))
+    data = load_cache(cache)
     params = {**TINY_DEFAULTS, "seed": 3, "augment": "lab", "batch_size": 4}
     train, val, steps, val_steps = make_datasets(data, params, 0, 2)
     epochs = _epochs(train, steps, 2)
@@ -84,7 +84,7 @@ def test_training_batches_are_augmented_afresh_each_epoch_and_validation_never(c
 
 @pytest.mark.parametrize("augment", ["none", "lab"])
 def test_an_epoch_draws_the_same_whichever_epoch_the_pipeline_starts_at(cache, augment):
-    data = image_stage(load_cache(cache))
+    data = load_cache(cache)
     params = {**TINY_DEFAULTS, "seed": 5, "augment": augment, "batch_size": 4}
     train, _, steps, _ = make_datasets(data, params, 0, 3)
     from_start = _epochs(train, steps, 3)

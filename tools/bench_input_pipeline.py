@@ -15,16 +15,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnreg.data import Cache
 from cnnreg.models import compile_model
 from cnnreg.registry import lookup
-from cnnreg.train import Stage, configure_tensorflow, make_datasets
+from cnnreg.train import configure_tensorflow, make_datasets
 
 
 def random_stage(n_train, n_val, size, rng):
     def images(n):
         return rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8)
 
-    return Stage(images(n_train), rng.integers(0, 2, n_train), images(n_val), rng.integers(0, 2, n_val), ("a", "b"))
+    y_train, y_val = rng.integers(0, 2, n_train), rng.integers(0, 2, n_val)
+    return Cache(
+        images(n_train), y_train, images(n_val), y_val, ["a", "b"], files_train=None, files_val=None, digest=""
+    )
 
 
 def per_epoch_datasets(cache, params):

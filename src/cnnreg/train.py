@@ -16,7 +16,6 @@ import math
 import platform
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -71,15 +70,10 @@ def _labels(y, head):
     return y.astype("float32").reshape(-1, 1) if head == "sigmoid" else y.astype("int64")
 
 
-class Stage(NamedTuple):
-    """What one training stage fits on: arrays, and the factor that makes them model inputs."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    classes: tuple
-    scale: float = 1 / 255.0
+def pixel_scale(x):
+    """The factor that makes arrays model inputs: 1/255 for uint8 images, 1 for what is already
+    float (VGG-preprocessed images, features)."""
+    return 1 / 255.0 if x.dtype == np.uint8 else 1.0
 
 
 def make_datasets(data, params, first_epoch, last_epoch):
@@ -94,7 +88,7 @@ def make_datasets(data, params, first_epoch, last_epoch):
     dominated small models on CPU. Validation batches come in the same order every epoch and
     are only rescaled.
     """
-    batch, seed, n = params["batch_size"], params["seed"], len(data.x_train)
+    batch, seed, n, scale = params["batch_size"], params["seed"], len(data.x_train), pixel_scale(data.x_train)
     images, labels = tf.constant(data.x_train), tf.constant(_labels(data.y_train, params["head"]))
     epochs = np.arange(first_epoch, last_epoch, dtype=np.int64)
     orders = np.stack([epoch_order(seed, epoch, n) for epoch in epochs])
@@ -103,7 +97,7 @@ def make_datasets(data, params, first_epoch, last_epoch):
         return tf.data.Dataset.from_tensor_slices(order).batch(batch).enumerate().map(lambda i, rows: (epoch, i, rows))
 
     def gather(epoch, i, rows):
-        return epoch, i, tf.cast(tf.gather(images, rows), tf.float32) * data.scale, tf.gather(labels, rows)
+        return epoch, i, tf.cast(tf.gather(images, rows), tf.float32) * scale, tf.gather(labels, rows)
 
     train = (
         tf.data.Dataset.from_tensor_slices((epochs, orders))
@@ -114,7 +108,7 @@ def make_datasets(data, params, first_epoch, last_epoch):
     val = (
         tf.data.Dataset.from_tensor_slices((data.x_val, _labels(data.y_val, params["head"])))
         .batch(batch)
-        .map(lambda x, y: (tf.cast(x, tf.float32) * data.scale, y))
+        .map(lambda x, y: (tf.cast(x, tf.float32) * scale, y))
         .cache()
         .repeat()
         .prefetch(tf.data.AUTOTUNE)
@@ -162,15 +156,15 @@ def roc_auc(labels, scores):
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def positive_scores(model, x, batch_size, scale=1 / 255.0):
+def positive_scores(model, x, batch_size):
     """Probability of class 1 for every input (either head)."""
-    probs = model.predict(x.astype("float32") * scale, batch_size=batch_size, verbose=0)
+    probs = model.predict(x.astype("float32") * pixel_scale(x), batch_size=batch_size, verbose=0)
     return probs[:, 0] if probs.shape[1] == 1 else probs[:, 1]
 
 
 def validation_metrics(model, data, batch_size):
     """AUC and confusion matrix (rows: true class, columns: predicted) on validation data."""
-    scores = positive_scores(model, data.x_val, batch_size, data.scale)
+    scores = positive_scores(model, data.x_val, batch_size)
     predicted = (scores >= 0.5).astype(int)
     n = len(data.classes)
     matrix = np.zeros((n, n), dtype=int)
@@ -251,7 +245,7 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
         recorder = EpochRecorder(rows, state, run_dir / "history.csv", total, params["seed"])
         fit(model, data, params, params["epochs"], recorder)
         if params["fine_tune"]:
-            data = image_stage(load_cache(cache_path), vgg=True)
+            data = vgg_input(load_cache(cache_path))
             if len(rows) <= params["epochs"]:
                 model = fine_tuning_model(model, params, data, weights_path)
             fit(model, data, params, total, recorder)
@@ -269,15 +263,14 @@ def first_stage(spec, params, cache_path, features_path, weights_path):
     with, and a run that fine-tunes also depends on the images and the weights file.
     """
     if spec.inputs == "images":
-        data = image_stage(load_cache(cache_path))
+        data = load_cache(cache_path)
         return data, run_fingerprint(params, stage_digest(data), None)
     features = load_feature_cache(features_path)
-    data = feature_stage(features)
-    digest, weights = stage_digest(data), features.weights_md5
+    digest, weights = stage_digest(features), features.weights_md5
     if params["fine_tune"]:
         digest = array_digest({"features": np.array(digest), "images": np.array(load_cache(cache_path).digest)})
         weights = file_md5(weights_path)
-    return data, run_fingerprint(params, digest, weights)
+    return features, run_fingerprint(params, digest, weights)
 
 
 def stage_digest(data):
@@ -288,17 +281,9 @@ def stage_digest(data):
     )  # fmt: skip
 
 
-def image_stage(cache, vgg=False):
-    """Training arrays from an image cache: uint8 rescaled in the pipeline, or VGG-preprocessed."""
-    if vgg:
-        return Stage(
-            to_vgg_input(cache.x_train), cache.y_train, to_vgg_input(cache.x_val), cache.y_val, cache.classes, 1.0
-        )
-    return Stage(cache.x_train, cache.y_train, cache.x_val, cache.y_val, cache.classes)
-
-
-def feature_stage(features):
-    return Stage(features.x_train, features.y_train, features.x_val, features.y_val, features.classes, 1.0)
+def vgg_input(cache):
+    """An image cache with its images preprocessed for VGG16 (the fine-tuning stage's input)."""
+    return cache._replace(x_train=to_vgg_input(cache.x_train), x_val=to_vgg_input(cache.x_val))
 
 
 def fine_tuning_model(head, params, data, weights_path):
