@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from cnnreg.history import HISTORY_COLUMNS
+from cnnreg.presentation import answer
 from cnnreg.studies import build_plan
-from cnnreg.tables import answer, summarise_study
+from cnnreg.tables import summarise_study
 
 
 def write_run(folder, val_accuracy, accuracy=None, seconds=1.0):

@@ -8,7 +8,8 @@ import pandas as pd
 
 from cnnreg import plots
 from cnnreg.atomic import write_atomic, write_text
-from cnnreg.tables import answer, curve_table, summarise_study
+from cnnreg.presentation import answer
+from cnnreg.tables import curve_table, summarise_study
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>

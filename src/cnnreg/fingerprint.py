@@ -26,7 +26,7 @@ CODE_OF = {
         "fingerprint",
     ),
     "extract_features": ("transfer", "models", "data"),
-    "aggregate": ("tables", "history", "plots", "aggregate", "studies"),
+    "aggregate": ("tables", "history", "presentation", "plots", "aggregate", "studies"),
     "gallery": ("augment",),
     "gradcam": ("gradcam", "data"),
 }

@@ -1,0 +1,133 @@
+"""Presentation: the sentences and HTML pages the report shows, from the tables computed elsewhere.
+
+`answer` turns a study's variant table (and its paired effects and comparison, see
+`cnnreg.tables`) into the measured answer to the lab's question.
+"""
+
+import numpy as np
+
+from cnnreg.tables import REACHED, group_keys
+
+
+def answer(variants, effect_table=None, comparison=None):
+    """Sentences answering the study's question from its numbers (report labels, summary.html)."""
+    shared = group_keys(variants)[:-1]
+    sentences = []
+    for key, group in variants.groupby(shared, sort=False):
+        where = _where(dict(zip(shared, key if isinstance(key, tuple) else (key,), strict=True)))
+        sentences.append(_ranking_sentence(where, group))
+        if len(group) <= DETAILED_VARIANTS:
+            sentences.append(
+                "; ".join(
+                    f"{row['variant']}: final validation accuracy {_pm(row, 'final_val_accuracy')}, "
+                    f"gap {_pm(row, 'generalization_gap')}"
+                    for _, row in group.iterrows()
+                )
+                + "."
+            )
+        if "is_baseline" in group:
+            sentences.extend(_reference_sentences(where, group))
+    if effect_table is not None and len(effect_table):
+        sentences.extend(_effect_sentences(effect_table))
+    if comparison is not None and len(comparison):
+        sentences.extend(_comparison_sentences(comparison))
+    return " ".join(sentences)
+
+
+#: Studies with at most this many variants get every variant's final values in the answer.
+DETAILED_VARIANTS = 3
+
+
+def _where(key):
+    text = f"On {key['dataset']}"
+    return text + (f" at epoch {key['at_epoch']}" if "at_epoch" in key else "")
+
+
+def _ranking_sentence(where, group):
+    ranked = group.sort_values("rank")
+    best = ranked.iloc[0]
+    sentence = f"{where}, the best is {best['variant']} (best validation accuracy {_pm(best, 'best_val_accuracy')})"
+    if len(ranked) > 1:
+        second = ranked.iloc[1]
+        sentence += (
+            f", ahead of {second['variant']} ({_pm(second, 'best_val_accuracy')}; "
+            + _settled(best, second, "best_val_accuracy")
+            + ")"
+        )
+    return sentence + "."
+
+
+def _settled(a, b, column):
+    """Whether two variants' 95 % CIs separate them."""
+    ci_a, ci_b = a[f"{column}_ci95"], b[f"{column}_ci95"]
+    if np.isnan(ci_a) or np.isnan(ci_b):
+        return "one seed each: no CI, so the ranking is not settled"
+    if abs(a[f"{column}_mean"] - b[f"{column}_mean"]) <= ci_a + ci_b:
+        return "the 95 % CIs overlap, so the ranking is not settled"
+    return "the 95 % CIs do not overlap"
+
+
+def _effect_sentences(effect_table):
+    sentences = []
+    for _, row in effect_table.iterrows():
+        where = _where(row)
+        accuracy = _signed(row, "delta_best_val_accuracy")
+        verdict = _verdict(row, "delta_best_val_accuracy")
+        sentences.append(
+            f"{where}, {row['variant']} against {row['versus']} (paired by seed, n={row['n_pairs']}): "
+            f"best validation accuracy {accuracy} ({verdict}), final validation accuracy "
+            f"{_signed(row, 'delta_final_val_accuracy')}, generalization gap "
+            f"{_signed(row, 'delta_generalization_gap')}."
+        )
+    return sentences
+
+
+def _signed(row, column):
+    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
+    return f"{mean:+.3f}" + ("" if np.isnan(ci) else f" ± {ci:.3f}")
+
+
+def _verdict(row, column):
+    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
+    if np.isnan(ci):
+        return "one seed: no confidence interval"
+    if mean - ci > 0:
+        return "helps: the CI excludes 0"
+    if mean + ci < 0:
+        return "hurts: the CI excludes 0"
+    return "no clear effect: the CI includes 0"
+
+
+def _comparison_sentences(comparison):
+    sentences = []
+    for dataset, group in comparison.groupby("dataset", sort=False):
+        parts = [
+            f"{row['study']} {row['variant']}: best validation accuracy {_pm(row, 'best_val_accuracy')} at epoch "
+            f"{_pm(row, 'best_epoch', '.1f')} after {_pm(row, 'wall_seconds', '.1f')} s of training"
+            for _, row in group.iterrows()
+        ]
+        sentences.append(f"On {dataset}: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def _reference_sentences(where, group):
+    baseline = " and ".join(group.loc[group["is_baseline"], "variant"])
+    return [
+        f"{where}, {row['variant']} first reached the final training accuracy of {baseline} {_epoch(row)}."
+        for _, row in group[~group["is_baseline"]].iterrows()
+    ]
+
+
+def _epoch(row):
+    """When a variant reached the reference: over the seeds that did, saying how many of all."""
+    reached, seeds = int(row[f"{REACHED}_n_reached"]), int(row["n_seeds"])
+    if reached == 0:
+        return "— no seed reached it within the epochs run"
+    mean, ci = row[f"{REACHED}_mean_of_reached"], row[f"{REACHED}_ci95_of_reached"]
+    epoch = f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}")
+    return f"at epoch {epoch} (mean of the {reached} of {seeds} {'seed' if seeds == 1 else 'seeds'} that reached it)"
+
+
+def _pm(row, column, spec=".3f"):
+    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
+    return format(mean, spec) + ("" if np.isnan(ci) else f" ± {format(ci, spec)}")
