@@ -12,11 +12,11 @@ import json
 
 #: The library modules that decide what each kind of job computes.
 CODE_OF = {
-    "prepare_data": ("data", "atomic"),
-    "train": ("train", "resume", "models", "augment", "transfer", "data", "fingerprint"),
-    "extract_features": ("transfer", "models", "data"),
+    "prepare_data": ("data", "images", "atomic"),
+    "train": ("train", "resume", "models", "augment", "transfer", "weights", "data", "fingerprint"),
+    "extract_features": ("transfer", "weights", "models", "data"),
     "aggregate": ("tables", "plots", "aggregate", "studies"),
-    "gallery": ("augment",),
+    "gallery": ("galleries", "augment"),
     "gradcam": ("gradcam", "models", "data"),
 }
 

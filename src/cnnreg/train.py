@@ -37,12 +37,12 @@ from cnnreg.runlock import run_lock
 from cnnreg.studies import LATER_PARAMETERS, TRANSFER_MODELS
 from cnnreg.transfer import (
     feature_extractor,
-    file_md5,
     fine_tune_model,
     load_feature_cache,
     to_vgg_input,
     transfer_head,
 )
+from cnnreg.weights import file_md5
 
 log = logging.getLogger(__name__)
 
