@@ -32,8 +32,8 @@ demo-data: install
 
 # ImageNet weights into Keras' cache (checked, not downloaded again), or else the stand-in.
 demo-weights: install demo-data
-	$(BIN)/python -m cnnreg.transfer stage && rm -f $(STANDIN) || test -e $(STANDIN) \
-		|| $(BIN)/python -m cnnreg.transfer random $(STANDIN)
+	$(BIN)/python -m cnnreg.weights stage && rm -f $(STANDIN) || test -e $(STANDIN) \
+		|| $(BIN)/python -m cnnreg.weights random $(STANDIN)
 
 demo: install demo-data demo-weights
 	$(SNAKEMAKE) $(DEMO) $(DEMO_WEIGHTS)

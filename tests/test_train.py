@@ -18,7 +18,8 @@ from cnnreg.history import HISTORY_COLUMNS
 from cnnreg.randomness import epoch_order
 from cnnreg.runlock import RunLockedError
 from cnnreg.train import make_datasets, roc_auc, train_run
-from cnnreg.transfer import extract_dataset_features, feature_extractor, write_random_weights
+from cnnreg.transfer import extract_dataset_features, feature_extractor
+from cnnreg.weights import write_random_weights
 
 
 @pytest.fixture(scope="module")

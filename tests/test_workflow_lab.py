@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
 
-from cnnreg.transfer import write_random_weights
+from cnnreg.weights import write_random_weights
 
 pytestmark = pytest.mark.workflow
 
@@ -175,7 +175,7 @@ def test_missing_weights_stop_the_graph_before_any_job_and_spare_other_targets(t
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert str(missing) in output
-    assert "imagenet_weights" in output and "python -m cnnreg.transfer stage" in output
+    assert "imagenet_weights" in output and "python -m cnnreg.weights stage" in output
     assert not (tmp_path / "results").exists()  # no job ran
     others = [f"results/studies/{study}/summary.csv" for study in ("vgg_grid", "augmentation", "explain")]
     dry = snakemake(tmp_path, "-n", *others)

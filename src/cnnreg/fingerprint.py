@@ -12,7 +12,7 @@ import json
 
 #: The library modules that decide what each kind of job computes.
 CODE_OF = {
-    "prepare_data": ("data", "atomic"),
+    "prepare_data": ("data", "images", "atomic"),
     "train": (
         "train",
         "resume",
@@ -22,12 +22,13 @@ CODE_OF = {
         "parameters",
         "augment",
         "transfer",
+        "weights",
         "data",
         "fingerprint",
     ),
-    "extract_features": ("transfer", "models", "data"),
+    "extract_features": ("transfer", "weights", "models", "data"),
     "aggregate": ("tables", "history", "presentation", "plots", "aggregate", "studies"),
-    "gallery": ("augment",),
+    "gallery": ("galleries", "augment", "parameters"),
     "gradcam": ("gradcam", "data"),
 }
 

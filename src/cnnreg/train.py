@@ -36,7 +36,8 @@ from cnnreg.registry import lookup
 from cnnreg.resume import ResumeState
 from cnnreg.runlock import run_lock
 from cnnreg.studies import LATER_PARAMETERS
-from cnnreg.transfer import feature_extractor, file_md5, fine_tune_model, load_feature_cache, to_vgg_input
+from cnnreg.transfer import feature_extractor, fine_tune_model, load_feature_cache, to_vgg_input
+from cnnreg.weights import file_md5
 
 log = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ def imagenet_weights(wildcards):
     Evaluated only for jobs in the graph, so targets that need no weights never look; when the
     file is absent the graph is not built and the message says how to stage it.
     """
-    from cnnreg.transfer import missing_weights_message, resolve_weights_path
+    from cnnreg.weights import missing_weights_message, resolve_weights_path
 
     path = resolve_weights_path(config.get("imagenet_weights", "imagenet"))
     if not path.is_file():

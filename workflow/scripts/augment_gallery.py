@@ -1,6 +1,6 @@
 import logging
 
-from cnnreg.augment import write_galleries
+from cnnreg.galleries import write_galleries
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 write_galleries(snakemake.input[0], snakemake.params.gallery, dict(snakemake.output), snakemake.wildcards.dataset)
