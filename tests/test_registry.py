@@ -20,7 +20,7 @@ SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 
 # Per parameter: values it takes, and values it does not.
 SAMPLES = {
-    "model": (["alexnet", "vgg16", "vgg16_imagenet", "pkg.nets:resnet18"], ["resnet", "pkg.nets:", 3]),
+    "model": (["alexnet", "vgg16", "vgg16_imagenet", "pkg.nets:resnet18"], [3, None]),
     "base": ([1, 64], [0, -1, 2.5, True]),
     "dense": ([[64], [128, 64]], [[], [0], 64, [1.5]]),
     "head": (["sigmoid", "softmax"], ["relu", 1]),
@@ -42,7 +42,12 @@ SAMPLES = {
 }
 # What JSON schema cannot say (an order between two numbers): the schema lets these through and
 # the plan stops them, before any job.
-PLAN_ONLY = {"augment": [{"brightness_range": [1.2, 0.8]}, {"zoom_range": [1.5, 0.5]}]}
+# The model's name is checked by the plan alone, whose message lists the models and the form of a
+# user's own.
+PLAN_ONLY = {
+    "augment": [{"brightness_range": [1.2, 0.8]}, {"zoom_range": [1.5, 0.5]}],
+    "model": ["resnet", "pkg.nets:"],
+}
 
 
 def schema_accepts(name, value):
