@@ -15,9 +15,9 @@ CODE_OF = {
     "prepare_data": ("data", "atomic"),
     "train": ("train", "resume", "models", "augment", "transfer", "data", "fingerprint"),
     "extract_features": ("transfer", "models", "data"),
-    "aggregate": ("tables", "plots", "aggregate", "studies"),
+    "aggregate": ("tables", "plots", "aggregate", "presentation", "studies"),
     "gallery": ("augment",),
-    "gradcam": ("gradcam", "models", "data"),
+    "gradcam": ("gradcam", "cam_inputs", "cam_metrics", "cam_outputs", "presentation", "models", "data"),
 }
 
 

@@ -281,3 +281,7 @@ def all_targets():
         file=["gallery.png", "table.html"],
     )
     return ["results/runs.tsv", *summaries, *galleries, *gradcams]
+
+
+def explained_layer(wildcards):
+    return "block5_3_relu"
