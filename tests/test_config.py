@@ -36,7 +36,11 @@ def _set(path, value):
 
 
 MALFORMED = [
-    (_set(["studies", "s", "set"], {"model": "resnet"}), "studies.s.set.model", "model expects alexnet, vgg16, vgg16_imagenet or your own"),
+    (
+        _set(["studies", "s", "set"], {"model": "resnet"}),
+        "studies.s.set.model",
+        "model expects alexnet, vgg16, vgg16_imagenet or your own",
+    ),
     (_set(["defaults", "lr"], -0.1), "defaults.lr", "less than or equal to the minimum"),
     (_set(["studies", "s", "colour"], "red"), "studies.s", "'colour' was unexpected"),
     (_set(["studies", "s", "datasets"], ["lungs"]), "studies.s.datasets[0]", "not under 'datasets'"),
@@ -51,7 +55,11 @@ MALFORMED = [
     (_set(["defaults", "augment"], {"zoom_range": 1.5}), "defaults.augment.zoom_range", "1.5"),
     (_set(["defaults", "augment"], "heavy"), "defaults.augment", "'heavy'"),
     (_set(["augmentation_gallery"], {"datasets": ["lungs"]}), "augmentation_gallery.datasets[0]", "not under"),
-    (_set(["studies", "s", "set"], {"model": "vgg16", "image_size": [16, 16]}), "studies.s.set.image_size", "at least 32"),
+    (
+        _set(["studies", "s", "set"], {"model": "vgg16", "image_size": [16, 16]}),
+        "studies.s.set.image_size",
+        "at least 32",
+    ),
     (
         _set(
             ["studies", "s"],

@@ -1,34 +1,38 @@
 """Grad-CAM and Grad-CAM++ on real Keras models: maps, their checks, files and figures."""
 
+import json
 import time
 
 import keras
 import numpy as np
 import pandas as pd
+import PIL.Image
+import PIL.ImageFile
 import pytest
 import tensorflow as tf
 
-from cnnreg import gradcam
-from cnnreg.data import load_cache, prepare_cache
-from cnnreg.gradcam import (
+from cnnreg import cam_outputs, gradcam
+from cnnreg.cam_metrics import (
     BORDER_FLAG,
-    CAMS_KEYS,
     blur_mask_drop,
     border_flags,
     border_fraction,
-    class_scores,
-    explain,
-    grad_cam,
-    gradient_model,
-    overlay,
-    plot_gallery,
     pointing_game,
-    read_cams,
-    rectified_layer,
     scale_boxes,
     summarise,
+)
+from cnnreg.cam_outputs import (
+    CAMS_KEYS,
+    evidence_boxes,
+    explain,
+    explain_run,
+    overlay,
+    plot_gallery,
+    read_cams,
     write_cams,
 )
+from cnnreg.data import load_cache, prepare_cache
+from cnnreg.gradcam import class_scores, grad_cam, grad_cams, gradient_model
 from cnnreg.models import LAST_CONV, alexnet, vgg16
 from cnnreg.synthetic import make_demo_datasets
 
@@ -395,9 +399,9 @@ def test_grad_cam_points_at_the_melanoma_evidence_of_a_trained_vgg16(tmp_path, r
 
     evidence = pd.read_csv(root / "evidence.csv").set_index("file")
     boxes = scale_boxes(evidence.loc[cache.files_val, ["x0", "y0", "x1", "y1"]].to_numpy(), DEMO_SIZE, DEMO_SIZE)
-    layer = rectified_layer(model)  # as the workflow's gradcam rule does
-    assert layer == "block5_3_relu"
+    layer = "block5_3_relu"  # the rectified Last_ConvLayer, the layer the workflow explains the lab's VGG16 on
     arrays, table = explain(model, cache.x_val, cache.y_val, cache.classes, cache.files_val, boxes=boxes, layer=layer)
+    assert str(arrays["layer"]) == layer
     melanoma = ((table["label"] == "Mel") & table["correct"]).to_numpy()
     nevus = ((table["label"] == "Nevi") & table["correct"]).to_numpy()
     measured = {
@@ -451,8 +455,70 @@ def heat_density_in_boxes(maps, boxes):
     return np.array(density)
 
 
-def test_rectified_layer_is_the_relu_after_the_last_convolution():
-    assert rectified_layer(vgg16((32, 32, 1), base=2, batch_norm=True)) == "block5_3_relu"
-    assert rectified_layer(vgg16((32, 32, 1), base=2)) == "block5_3_relu"
-    with pytest.raises(ValueError, match="Last_ConvLayer"):
-        rectified_layer(alexnet((32, 32, 1), base=2))
+def hand_made_grad_cam(model, images, layer):
+    """Grad-CAM as keras.io's example computes it, on the probability of the predicted class."""
+    explained = gradient_model(model, layer)
+    with tf.GradientTape() as tape:
+        features, predictions = explained(images)
+        score = tf.gather(predictions, tf.argmax(predictions, axis=1), axis=1, batch_dims=1)
+    weights = tf.reduce_mean(tape.gradient(score, features), axis=(1, 2))
+    heat = tf.nn.relu(tf.einsum("nijk,nk->nij", features, weights))
+    heat = tf.image.resize(heat[..., tf.newaxis], images.shape[1:3], method="bilinear")[..., 0].numpy()
+    peak = heat.max(axis=(1, 2), keepdims=True)
+    return np.divide(heat, peak, out=np.zeros_like(heat), where=peak > 0)
+
+
+def test_grad_cam_uses_the_layer_it_is_given(images):
+    keras.utils.set_random_seed(3)
+    model = vgg16((SIZE, SIZE, 3), base=4, head="softmax", batch_norm=True)
+    maps = {}
+    for layer in ("block5_3_relu", LAST_CONV, "block4_3_relu"):
+        maps[layer], _ = grad_cam(model, images, layer=layer)
+        np.testing.assert_allclose(maps[layer], hand_made_grad_cam(model, images, layer), atol=1e-4)
+    assert not np.allclose(maps["block5_3_relu"], maps["block4_3_relu"], atol=1e-2)
+
+
+def test_evidence_boxes_read_only_the_image_header(tmp_path, monkeypatch):
+    PIL.Image.fromarray(np.zeros((20, 40), np.uint8)).save(tmp_path / "wide.png")  # 20 rows, 40 columns
+    pd.DataFrame({"file": ["wide.png"], "x0": [4], "y0": [2], "x1": [20], "y1": [10]}).to_csv(
+        tmp_path / "evidence.csv", index=False
+    )
+
+    def no_decoding(self):
+        raise AssertionError("evidence_boxes decoded an image")
+
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", no_decoding)
+    boxes = evidence_boxes(tmp_path / "evidence.csv", ["wide.png", "unlisted.png"], (10, 10))
+    np.testing.assert_array_equal(boxes[0], scale_boxes([4, 2, 20, 10], (20, 40), (10, 10)))
+    assert np.isnan(boxes[1]).all()
+
+
+def test_explain_run_computes_the_maps_once_on_the_layer_it_is_given(tmp_path, monkeypatch):
+    root = make_demo_datasets(tmp_path / "demo", n_train=2, n_val=3, size=64, seed=0)["Skin"]
+    prepare_cache(root, tmp_path / "skin.npz", SIZE, 3)
+    keras.utils.set_random_seed(4)
+    model = vgg16((SIZE, SIZE, 3), base=2, head="softmax", batch_norm=True)
+    model.save(tmp_path / "model.keras")
+    computed = []
+
+    def counted(model, images, *args, **kwargs):
+        computed.append(len(images))
+        return grad_cams(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(cam_outputs, "grad_cams", counted)
+    names = {"gallery": "gallery.png", "cams": "cams.npz", "table": "gradcam.csv", "summary": "summary.json"}
+    outputs = {key: tmp_path / "out" / name for key, name in (names | {"html": "table.html"}).items()}
+    evidence = root / "evidence.csv"
+    summary = explain_run(tmp_path / "model.keras", tmp_path / "skin.npz", outputs, "block4_3_relu", evidence, 1)
+    assert computed == [1, 6]  # one image to trace the compiled step, then the validation set once
+    cache = load_cache(tmp_path / "skin.npz")
+    cams = read_cams(outputs["cams"])
+    assert str(cams["layer"]) == "block4_3_relu"
+    np.testing.assert_allclose(cams["gradcam"], grad_cam(model, cache.x_val, layer="block4_3_relu")[0], atol=1e-5)
+    assert summary["gradcam_ms_per_image"] > 0 and json.loads(outputs["summary"].read_text()) == summary
+    table = pd.read_csv(outputs["table"])
+    assert table["file"].tolist() == cache.files_val.tolist() and table["pointing_gradcam"].notna().all()
+    files = [str(f) for f in cache.files_val]
+    listed = pd.read_csv(evidence).set_index("file").loc[files, ["x0", "y0", "x1", "y1"]].to_numpy()
+    np.testing.assert_array_equal(evidence_boxes(evidence, files, (SIZE, SIZE)), scale_boxes(listed, 64, SIZE))
+    assert "Per method" in outputs["html"].read_text() and outputs["gallery"].read_bytes()[:4] == b"\x89PNG"

@@ -1,6 +1,5 @@
 """One study's runs → the files the report shows (tables, figures with their CSVs, answer)."""
 
-import html
 import json
 from pathlib import Path
 
@@ -8,28 +7,8 @@ import pandas as pd
 
 from cnnreg import plots
 from cnnreg.atomic import write_atomic, write_text
-from cnnreg.presentation import answer
+from cnnreg.presentation import answer, section, study_page
 from cnnreg.tables import curve_table, summarise_study
-
-PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
-th {{ background: #f0f0f0; }}
-.answer {{ background: #eef6ee; padding: 0.75em; border-left: 4px solid #4a4; }}
-</style></head><body>
-<h2>{title}</h2>
-<p><b>Question.</b> {question}</p>
-<p class="answer"><b>Measured answer.</b> {answer}</p>
-<h3>Per variant (mean ± 95 % CI over seeds, ranked by best validation accuracy)</h3>
-{variants}
-{sections}
-<h3>Per run</h3>
-{runs}
-</body></html>
-"""
 
 
 def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=()):
@@ -60,29 +39,11 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
     plots.final_accuracies(variants, outputs["final"], title=study.title)
     write_text(outputs["answer"], text + "\n")
     sections = [
-        _section("Paired differences against the baseline (mean ± 95 % CI over seeds)", extra["effects"]),
-        _section(f"Compared with {other.name if other else ''}: {other.title if other else ''}", extra["comparison"]),
-        _section("Features the heads trained on", pd.DataFrame(feature_rows)),
+        section("Paired differences against the baseline (mean ± 95 % CI over seeds)", extra["effects"]),
+        section(f"Compared with {other.name if other else ''}: {other.title if other else ''}", extra["comparison"]),
+        section("Features the heads trained on", pd.DataFrame(feature_rows)),
     ]
-    write_text(
-        outputs["html"],
-        PAGE.format(
-            title=html.escape(study.title),
-            question=html.escape(study.question or "—"),
-            answer=html.escape(text),
-            variants=_html_table(variants),
-            sections="\n".join(sections),
-            runs=_html_table(summary),
-        ),
-    )
-
-
-def _html_table(table):
-    return table.to_html(index=False, float_format="{:.3f}".format, na_rep="—")
-
-
-def _section(heading, table):
-    return f"<h3>{html.escape(heading)}</h3>\n{_html_table(table)}" if len(table) else ""
+    write_text(outputs["html"], study_page(study.title, study.question, text, variants, sections, summary))
 
 
 def _weights_warning(feature_rows):

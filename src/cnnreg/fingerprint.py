@@ -29,7 +29,7 @@ CODE_OF = {
     "extract_features": ("transfer", "weights", "models", "data"),
     "aggregate": ("tables", "history", "presentation", "plots", "aggregate", "studies"),
     "gallery": ("galleries", "augment", "parameters"),
-    "gradcam": ("gradcam", "data"),
+    "gradcam": ("gradcam", "cam_inputs", "cam_metrics", "cam_outputs", "presentation", "data"),
 }
 
 

@@ -35,6 +35,7 @@ rule gradcam:
     params:
         run=run_params,
         settings=config.get("gradcam", {}),
+        layer=explained_layer,
         code=CODE["gradcam"],
     script:
         "../scripts/gradcam.py"

@@ -1,6 +1,6 @@
 import logging
 
-from cnnreg.gradcam import explain_run
+from cnnreg.cam_outputs import explain_run
 from cnnreg.train import configure_tensorflow
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -9,6 +9,7 @@ explain_run(
     snakemake.input.model,
     snakemake.input.cache,
     dict(snakemake.output),
+    layer=snakemake.params.layer,
     evidence=snakemake.input.evidence[0] if snakemake.input.evidence else None,
     **snakemake.params.settings,
 )
