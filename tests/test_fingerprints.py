@@ -37,11 +37,16 @@ def project(tmp_path_factory):
 
 
 def run(root, *args):
-    os.environ["PYTHONPATH"] = str(root / "lib")
+    """snakemake with the project's copy of the library first on the path (and then as it was)."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "lib"), before]))
     try:
         return snakemake(root, *args)
     finally:
-        del os.environ["PYTHONPATH"]
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def planned(root, *args):
