@@ -24,7 +24,7 @@ from cnnreg.synthetic import make_demo_datasets
 
 PARAMS = {
     "model": "alexnet", "dataset": "skin", "base": 4, "dense": [16, 16], "head": "sigmoid", "batch_norm": True,
-    "dropout": 0.4, "spatial_dropout": 0.1, "lr": 1e-3, "optimizer": "adam", "batch_size": 4, "epochs": 30,
+    "dropout": 0.4, "spatial_dropout": 0.1, "lr": 1e-3, "optimizer": "adam", "batch_size": 4, "epochs": 24,
     "image_size": [32, 32], "channels": 1, "augment": "lab", "seed": 0,
 }  # fmt: skip
 TRAIN = (
@@ -41,6 +41,25 @@ def train(cache, run_dir):
     )  # fmt: skip
 
 
+def epochs_done(history):
+    return len(pd.read_csv(history)) if history.exists() else 0
+
+
+def kill_somewhere(process, history, epoch, rng):
+    """Wait for a random moment to kill: in start-up, or a random fraction of an epoch after the
+    next checkpoint (so mid-epoch, or while the following checkpoint is written)."""
+    if rng.random() < 0.25:
+        delay = rng.uniform(0.5, 3.0)
+        time.sleep(delay)
+        return f"{delay:.2f} s after start"
+    target = epochs_done(history) + 1
+    while epochs_done(history) < target and process.poll() is None:
+        time.sleep(0.01)
+    fraction = rng.random()
+    time.sleep(fraction * epoch)
+    return f"{fraction:.2f} of an epoch after checkpoint {target}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
@@ -54,24 +73,17 @@ def main():
 
     started = time.monotonic()
     assert train(cache, folder / "reference").wait() == 0
-    duration = time.monotonic() - started
     epoch = pd.read_csv(folder / "reference" / "history.csv")["seconds"].median()
-    startup = duration - PARAMS["epochs"] * epoch
-    print(f"uninterrupted run: {duration:.1f} s ({startup:.1f} s start-up, {epoch:.2f} s per epoch)")
+    print(f"uninterrupted run: {time.monotonic() - started:.1f} s ({epoch:.2f} s per epoch)")
 
     killed = folder / "killed"
+    history = killed / "resume" / "history.csv"
     for kill in range(1, args.kills + 1):
-        # From mid start-up to two epochs in: kills land in start-up, in epochs and in checkpoint writes.
-        process, delay = train(cache, killed), rng.uniform(startup / 2, startup + 2 * epoch)
-        time.sleep(delay)
-        finished = process.poll() is not None
+        process = train(cache, killed)
+        where = kill_somewhere(process, history, epoch, rng)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        history = killed / "resume" / "history.csv"
-        done = len(pd.read_csv(history)) if history.exists() else 0
-        print(f"kill {kill:2d} after {delay:5.2f} s: {'it had finished' if finished else f'{done} epochs kept'}")
-        if finished:
-            break
+        print(f"kill {kill:2d} {where}: {epochs_done(history)} epochs kept")
     assert train(cache, killed).wait() == 0
     same = pd.read_csv(killed / "history.csv")[COMPARED].equals(
         pd.read_csv(folder / "reference" / "history.csv")[COMPARED]
