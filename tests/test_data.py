@@ -7,16 +7,8 @@ import numpy as np
 import pytest
 from image_helpers import RGB, corrupt, gray, write_image
 
-from cnnreg.data import (
-    IMAGE_SUFFIXES,
-    Cache,
-    array_digest,
-    dataset_signature,
-    first_image,
-    load_cache,
-    prepare_cache,
-    scan_dataset,
-)
+from cnnreg.data import Cache, array_digest, load_cache, prepare_cache
+from cnnreg.folders import IMAGE_SUFFIXES, dataset_signature, first_image, scan_dataset
 from cnnreg.images import DatasetError
 
 

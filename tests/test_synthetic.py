@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import cnnreg.synthetic as synthetic
-from cnnreg.data import load_cache, prepare_cache, scan_dataset
+from cnnreg.data import load_cache, prepare_cache
+from cnnreg.folders import scan_dataset
 from cnnreg.synthetic import (
     DATASETS,
     EVIDENCE_COLUMNS,

@@ -12,7 +12,7 @@ import json
 
 #: The library modules that decide what each kind of job computes.
 CODE_OF = {
-    "prepare_data": ("data", "images", "atomic"),
+    "prepare_data": ("data", "folders", "images", "atomic"),
     "train": (
         "train",
         "resume",

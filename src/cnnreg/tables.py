@@ -1,4 +1,5 @@
-"""Run histories → per-study summary tables, and the lab's questions answered in numbers."""
+"""Run histories → per-study summary tables: per run, per variant (mean and CI over seeds), paired
+effects, comparisons and curves. The sentences that read them are in `cnnreg.presentation`."""
 
 import json
 from pathlib import Path

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from cnnreg import paths
-from cnnreg.data import dataset_signature, first_image
+from cnnreg.folders import dataset_signature, first_image
 from cnnreg.fingerprint import CODE_OF, code_digest
 from cnnreg.registry import FINE_TUNE_EPOCH, lookup
 from cnnreg.studies import ConfigError, build_plan
