@@ -13,8 +13,9 @@ from cnnreg.studies import build_plan
 from cnnreg.tables import summarise_study
 
 
-def write_run(folder, val_accuracy, accuracy=None, seconds=1.0):
-    """A finished run folder whose history has the given per-epoch validation accuracies."""
+def write_run(folder, val_accuracy, accuracy=None, seconds=1.0, class_counts=(50, 50), val_auc=0.5):
+    """A finished run folder whose history has the given per-epoch validation accuracies; it
+    trained on ``class_counts`` images per class."""
     folder.mkdir(parents=True)
     epochs = len(val_accuracy)
     accuracy = accuracy if accuracy is not None else [min(1.0, v + 0.1) for v in val_accuracy]
@@ -31,7 +32,8 @@ def write_run(folder, val_accuracy, accuracy=None, seconds=1.0):
         columns=HISTORY_COLUMNS,
     )
     history.to_csv(folder / "history.csv", index=False)
-    (folder / "metrics.json").write_text(json.dumps({"epochs_run": epochs, "val_auc": 0.5}))
+    counts = {"train": list(class_counts), "validation": [10, 10]}
+    (folder / "metrics.json").write_text(json.dumps({"epochs_run": epochs, "val_auc": val_auc, "class_counts": counts}))
 
 
 def plan_for(lab_config, studies):
@@ -51,7 +53,7 @@ def test_at_epochs_read_the_history_prefix_and_rank_variants(lab_config, tmp_pat
     for rid in study.runs:
         dirs[rid] = tmp_path / rid
         write_run(dirs[rid], curves[plan.runs[rid]["dropout"]])
-    summary, variants, _ = summarise_study(study, plan.runs, dirs)
+    summary, variants, extra = summarise_study(study, plan.runs, dirs)
     assert len(summary) == 2 * 2 * 2  # runs x epochs read at
     at2 = variants[variants["at_epoch"] == 2].set_index("variant")
     at4 = variants[variants["at_epoch"] == 4].set_index("variant")
@@ -61,10 +63,14 @@ def test_at_epochs_read_the_history_prefix_and_rank_variants(lab_config, tmp_pat
     assert at4.loc["dropout=0.4", "final_val_accuracy_mean"] == pytest.approx(0.8)
     assert at4.loc["dropout=0.0", "best_epoch_mean"] == pytest.approx(2)
     assert at2.loc["dropout=0.0", "wall_seconds_mean"] == pytest.approx(2.0)
-    text = answer(variants)
-    assert "On skin at epoch 2, the best is dropout=0.0" in text
-    assert "On skin at epoch 4, the best is dropout=0.0" in text  # best 0.9 (epoch 2) beats 0.8
-    assert "the 95 % CIs do not overlap" in text  # identical seeds: CIs of zero width
+    assert list(at2["rank_by"]) == ["best_val_accuracy"] * 2 and list(at2["dropout"]) == ["0.0", "0.4"]
+    assert at2.loc["dropout=0.0", "best_val_accuracy_interval"] == "range"  # 2 seeds: no interval
+    text = answer(variants, runner_up=extra["runner_up"])
+    assert "On skin at epoch 2, the best by best validation accuracy is dropout=0.0 with 0.900 (range" in text
+    assert "On skin at epoch 4, the best by best validation accuracy is dropout=0.0" in text  # 0.9 beats 0.8
+    # Two pairs: the differences' range, and no verdict either way.
+    assert "dropout=0.0 − dropout=0.4 = +0.300 (range +0.300 to +0.300, n = 2): too few pairs" in text
+    assert "settled" not in text
 
 
 def test_paired_effects_against_the_baseline(lab_config, tmp_path):
@@ -89,10 +95,14 @@ def test_paired_effects_against_the_baseline(lab_config, tmp_path):
     assert effects.loc["skin", "delta_final_val_accuracy_mean"] == pytest.approx(0.11)
     assert effects.loc["skin", "delta_generalization_gap_mean"] == pytest.approx(-0.11)
     assert effects.loc["bone", "delta_best_val_accuracy_mean"] == pytest.approx(0.0)
+    assert effects.loc["skin", "delta_best_val_accuracy_interval"] == "t 95 %"
+    assert effects.loc["skin", "delta_best_val_accuracy_low"] == pytest.approx(0.11 - 4.303 * 0.01 / 3**0.5, rel=1e-3)
     text = answer(variants, extra["effects"])
-    assert "On skin, augment=lab against augment=none (paired by seed, n=3): best validation accuracy +0.110" in text
-    assert "helps: the CI excludes 0" in text
-    assert "On bone, augment=lab against augment=none" in text and "no clear effect" in text
+    assert (
+        "On skin, augment=lab against augment=none (paired by seed, n = 3 pairs): best validation accuracy +0.110 "
+        "(+0.085 to +0.135, t 95 %, n = 3) — augment=lab is better by 0.110" in text
+    )
+    assert "On bone, augment=lab against augment=none" in text and "includes 0, so it is not settled" in text
 
 
 def test_comparison_with_another_study_per_dataset(lab_config, tmp_path):
@@ -120,7 +130,10 @@ def test_comparison_with_another_study_per_dataset(lab_config, tmp_path):
     assert mine["best_epoch_mean"] == pytest.approx(2)
     assert mine["wall_seconds_mean"] == pytest.approx(1.5)
     text = answer(variants, comparison=comparison)
-    assert "scratch augment=lab: best validation accuracy 0.700 ± 0.000 at epoch 3.0 ± 0.0 after 30.0" in text
+    assert (
+        "scratch augment=lab: best validation accuracy 0.700 (range 0.700–0.700, n = 2) at epoch 3.0 "
+        "(range 3.0–3.0, n = 2) after 30.0" in text
+    )
     assert text.count("On skin: ") == 1
 
 
@@ -153,14 +166,14 @@ def test_epoch_reached_reference_is_averaged_over_the_seeds_that_reached_it(lab_
     reached = summary[summary["variant"] == "batch_norm=True"].set_index("seed")["epoch_reached_reference"]
     assert reached[0] == 2 and reached[1] == 3 and np.isnan(reached[2])
     bn = variants.set_index("variant").loc["batch_norm=True"]
-    assert bn["n_seeds"] == 3 and bn["epoch_reached_reference_n_reached"] == 2
+    assert bn["n_runs"] == 3 and bn["epoch_reached_reference_n_of_reached"] == 2
     assert bn["epoch_reached_reference_mean_of_reached"] == pytest.approx(2.5)
-    assert bn["epoch_reached_reference_ci95_of_reached"] == pytest.approx(12.706 * 0.5**0.5 / 2**0.5, rel=1e-4)
+    assert bn["epoch_reached_reference_low_of_reached"] == 2 and bn["epoch_reached_reference_high_of_reached"] == 3
     assert "epoch_reached_reference_mean" not in variants
     text = answer(variants)
     assert (
-        "On skin, batch_norm=True first reached the final training accuracy of batch_norm=False at epoch 2.5 ± 6.4 "
-        "(mean of the 2 of 3 seeds that reached it)." in text
+        "On skin, batch_norm=True first reached the final training accuracy of batch_norm=False at epoch 2.5 "
+        "(range 2.0–3.0, n = 2), over the 2 of 3 runs that reached it." in text
     )
 
 
@@ -169,9 +182,9 @@ def test_no_seed_reaching_the_reference_is_said(lab_config, tmp_path):
     accuracy = {(False, s): BASELINE_ACCURACY for s in (0, 1)} | {(True, 0): [0.5] * 4, (True, 1): [0.6] * 4}
     _, variants, _ = summarise_study(study, plan.runs, write_accuracies(tmp_path, plan, study, accuracy))
     bn = variants.set_index("variant").loc["batch_norm=True"]
-    assert bn["epoch_reached_reference_n_reached"] == 0 and np.isnan(bn["epoch_reached_reference_mean_of_reached"])
+    assert bn["epoch_reached_reference_n_of_reached"] == 0 and np.isnan(bn["epoch_reached_reference_mean_of_reached"])
     assert (
-        "batch_norm=True first reached the final training accuracy of batch_norm=False — no seed reached it within "
+        "batch_norm=True first reached the final training accuracy of batch_norm=False — no run reached it within "
         "the epochs run." in answer(variants)
     )
 
@@ -185,8 +198,8 @@ def test_epoch_reached_reference_at_an_epoch_looks_only_up_to_it(lab_config, tmp
     assert np.isnan(bn.loc[2, "epoch_reached_reference"])  # 0.65 at epoch 3 is after the epochs read
     assert bn.loc[4, "epoch_reached_reference"] == 4
     text = answer(variants)
-    assert "at epoch 2, batch_norm=True first reached the final training accuracy of batch_norm=False — no seed" in text
-    assert "(mean of the 1 of 1 seed that reached it)" in text
+    assert "at epoch 2, batch_norm=True first reached the final training accuracy of batch_norm=False — no run" in text
+    assert "at epoch 4.0 (n = 1), over the 1 of 1 run that reached it" in text
 
 
 def test_effects_leave_out_a_variant_without_a_paired_baseline_run(lab_config, tmp_path):
@@ -206,4 +219,4 @@ def test_effects_leave_out_a_variant_without_a_paired_baseline_run(lab_config, t
     (row,) = extra["effects"].to_dict("records")
     assert row["variant"] == "dropout=0.0, spatial_dropout=0.1" and row["versus"] == "dropout=0.0, spatial_dropout=0.0"
     assert row["n_pairs"] == 2 and row["delta_final_val_accuracy_mean"] == pytest.approx(0.1)
-    assert "n=2" in answer(variants, extra["effects"])
+    assert "(paired by seed, n = 2 pairs)" in answer(variants, extra["effects"])

@@ -32,14 +32,15 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
     summary, variants, extra = summarise_study(study, runs, run_dirs, other)
     curves = curve_table(study, runs, extra["histories"])
     feature_rows = [_features_row(p) for p in features]
-    text = answer(variants, extra["effects"], extra["comparison"]) + _weights_warning(feature_rows)
+    text = answer(variants, extra["effects"], extra["comparison"], extra["runner_up"]) + _weights_warning(feature_rows)
     for table, key in ((summary, "summary"), (variants, "final_csv"), (curves, "curves_csv")):
         write_atomic(outputs[key], lambda tmp, table=table: table.to_csv(tmp, index=False))
     plots.learning_curves(curves, outputs["curves"], title=study.title)
     plots.final_accuracies(variants, outputs["final"], title=study.title)
     write_text(outputs["answer"], text + "\n")
     sections = [
-        section("Paired differences against the baseline (mean ± 95 % CI over seeds)", extra["effects"]),
+        section("Best against second best, paired by seed (mean difference and interval)", extra["runner_up"]),
+        section("Paired differences against the baseline (mean difference and interval)", extra["effects"]),
         section(f"Compared with {other.name if other else ''}: {other.title if other else ''}", extra["comparison"]),
         section("Features the heads trained on", pd.DataFrame(feature_rows)),
     ]

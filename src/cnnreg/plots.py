@@ -17,7 +17,7 @@ def learning_curves(curves, path, title=""):
     Parameters
     ----------
     curves : DataFrame
-        `cnnreg.tables.curve_table` output (mean and 95 % CI half-width over seeds).
+        `cnnreg.tables.curve_table` output (mean, low and high over runs).
     path : path-like
         PNG to write.
     """
@@ -35,9 +35,8 @@ def learning_curves(curves, path, title=""):
                     line["epoch"], line["mean"], SPLIT_STYLES[split],
                     color=colours[variant], label=f"{variant} ({split})",
                 )  # fmt: skip
-                band = line["ci95"].fillna(0)
                 ax.fill_between(
-                    line["epoch"], line["mean"] - band, line["mean"] + band,
+                    line["epoch"], line["low"], line["high"],
                     color=colours[variant], alpha=0.15, linewidth=0,
                 )  # fmt: skip
             ax.set_title(f"{dataset}: {metric}")
@@ -65,7 +64,7 @@ def final_accuracies(variants, path, title=""):
             (0.2, "best_val_accuracy", "best"),
         ):
             ax.errorbar(
-                subset.index + offset, subset[f"{column}_mean"], yerr=subset[f"{column}_ci95"].fillna(0),
+                subset.index + offset, subset[f"{column}_mean"], yerr=_error_bars(subset, column),
                 fmt="o", capsize=4, label=f"{label} validation accuracy",
             )  # fmt: skip
         ax.set_xticks(subset.index, labels, rotation=20, ha="right", fontsize=7)
@@ -75,6 +74,11 @@ def final_accuracies(variants, path, title=""):
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _error_bars(subset, column):
+    mean = subset[f"{column}_mean"]
+    return [(mean - subset[f"{column}_low"]).fillna(0), (subset[f"{column}_high"] - mean).fillna(0)]
 
 
 def save_figure(fig, path):

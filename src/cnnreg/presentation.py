@@ -7,10 +7,10 @@ measured answer to the lab's question.
 
 import html
 
-import numpy as np
 import pandas as pd
 
-from cnnreg.tables import REACHED, group_keys
+from cnnreg.intervals import MIN_INTERVAL
+from cnnreg.tables import REACHED, STATISTICS, group_keys
 
 __all__ = ["METHOD_TITLES", "answer", "gradcam_page", "html_table", "section", "study_page"]
 
@@ -29,7 +29,7 @@ th {{ background: #f0f0f0; }}
 <h2>{title}</h2>
 <p><b>Question.</b> {question}</p>
 <p class="answer"><b>Measured answer.</b> {answer}</p>
-<h3>Per variant (mean ± 95 % CI over seeds, ranked by best validation accuracy)</h3>
+<h3>Per variant (mean and interval over runs, the range for fewer than 3; ranked by rank_by)</h3>
 {variants}
 {sections}
 <h3>Per run</h3>
@@ -93,18 +93,34 @@ def gradcam_page(summary, table):
     )
 
 
-def answer(variants, effect_table=None, comparison=None):
-    """Sentences answering the study's question from its numbers (report labels, summary.html)."""
+def answer(variants, effect_table=None, comparison=None, runner_up=None):
+    """Sentences answering the study's question from its numbers (report labels, summary.html).
+
+    Parameters
+    ----------
+    variants : DataFrame
+        `cnnreg.tables.variant_table`.
+    effect_table, comparison, runner_up : DataFrame, optional
+        The ``effects``, ``comparison`` and ``runner_up`` of `cnnreg.tables.summarise_study`;
+        without ``runner_up`` the ranking says nothing about whether it is settled.
+
+    Every number comes with its interval and n (`cnnreg.intervals`); a ranking or an effect is
+    called "not settled" only when the 95 % interval of its paired difference includes 0, and
+    with fewer than 3 pairs no verdict is given.
+    """
     shared = group_keys(variants)[:-1]
+    pairs = {} if runner_up is None else {tuple(row[k] for k in shared): row for _, row in runner_up.iterrows()}
     sentences = []
     for key, group in variants.groupby(shared, sort=False):
-        where = _where(dict(zip(shared, key if isinstance(key, tuple) else (key,), strict=True)))
-        sentences.append(_ranking_sentence(where, group))
+        key = key if isinstance(key, tuple) else (key,)
+        where = _where(dict(zip(shared, key, strict=True)))
+        sentences.append(_ranking_sentence(where, group, pairs.get(key)))
+        sentences.extend(_not_learned_sentences(where, group))
         if len(group) <= DETAILED_VARIANTS:
             sentences.append(
                 "; ".join(
-                    f"{row['variant']}: final validation accuracy {_pm(row, 'final_val_accuracy')}, "
-                    f"gap {_pm(row, 'generalization_gap')}"
+                    f"{row['variant']}: final validation accuracy {_interval(row, 'final_val_accuracy')}, "
+                    f"gap {_interval(row, 'generalization_gap')}"
                     for _, row in group.iterrows()
                 )
                 + "."
@@ -112,7 +128,7 @@ def answer(variants, effect_table=None, comparison=None):
         if "is_baseline" in group:
             sentences.extend(_reference_sentences(where, group))
     if effect_table is not None and len(effect_table):
-        sentences.extend(_effect_sentences(effect_table))
+        sentences.extend(_effect_sentences(effect_table, variants["rank_by"].iloc[0]))
     if comparison is not None and len(comparison):
         sentences.extend(_comparison_sentences(comparison))
     return " ".join(sentences)
@@ -120,6 +136,17 @@ def answer(variants, effect_table=None, comparison=None):
 
 #: Studies with at most this many variants get every variant's final values in the answer.
 DETAILED_VARIANTS = 3
+#: How the answer names a metric.
+METRIC_NAMES = {
+    "best_val_accuracy": "best validation accuracy",
+    "final_val_accuracy": "final validation accuracy",
+    "generalization_gap": "generalization gap",
+    "val_auc": "validation AUC",
+    "val_balanced_accuracy": "validation balanced accuracy",
+    "val_sensitivity": "validation sensitivity",
+    "val_specificity": "validation specificity",
+}
+CHANCE = "training accuracy never rose above the majority class's share of the training images by more than chance"
 
 
 def _where(key):
@@ -127,71 +154,85 @@ def _where(key):
     return text + (f" at epoch {key['at_epoch']}" if "at_epoch" in key else "")
 
 
-def _ranking_sentence(where, group):
-    ranked = group.sort_values("rank")
+def _ranking_sentence(where, group, pair):
+    """The best variant by the study's ``rank_by``, the runner-up and their paired difference."""
+    metric = group["rank_by"].iloc[0]
+    if group["did_not_learn"].all():
+        runs = int(group["n_runs"].sum())
+        return f"{where}, no variant learned: {runs} of {runs} runs did not learn ({CHANCE}), so none is the best."
+    ranked = group.dropna(subset=["rank"]).sort_values("rank", kind="stable")
+    if ranked.empty:
+        return f"{where}, no variant has a {METRIC_NAMES[metric]} to be ranked by."
     best = ranked.iloc[0]
-    sentence = f"{where}, the best is {best['variant']} (best validation accuracy {_pm(best, 'best_val_accuracy')})"
+    sentence = f"{where}, the best by {METRIC_NAMES[metric]} is {best['variant']} with {_interval(best, metric)}"
     if len(ranked) > 1:
         second = ranked.iloc[1]
-        sentence += (
-            f", ahead of {second['variant']} ({_pm(second, 'best_val_accuracy')}; "
-            + _settled(best, second, "best_val_accuracy")
-            + ")"
-        )
+        sentence += f", ahead of {second['variant']} with {_interval(second, metric)}"
+        if pair is not None:
+            sentence += (
+                f"; paired by seed, {best['variant']} − {second['variant']} = {_interval(pair, 'delta', '+.3f')}: "
+                + _verdict(pair, "delta", best["variant"], second["variant"])
+            )
     return sentence + "."
 
 
-def _settled(a, b, column):
-    """Whether two variants' 95 % CIs separate them."""
-    ci_a, ci_b = a[f"{column}_ci95"], b[f"{column}_ci95"]
-    if np.isnan(ci_a) or np.isnan(ci_b):
-        return "one seed each: no CI, so the ranking is not settled"
-    if abs(a[f"{column}_mean"] - b[f"{column}_mean"]) <= ci_a + ci_b:
-        return "the 95 % CIs overlap, so the ranking is not settled"
-    return "the 95 % CIs do not overlap"
+def _not_learned_sentences(where, group):
+    """The variants with runs that did not learn (all of them: said by `_ranking_sentence`)."""
+    failed = group[group["n_not_learned"] > 0]
+    if failed.empty or group["did_not_learn"].all():
+        return []
+    parts = [
+        f"{row['variant']}: {int(row['n_not_learned'])} of {int(row['n_runs'])} runs did not learn"
+        + (", so it is not ranked" if row["did_not_learn"] else "")
+        for _, row in failed.iterrows()
+    ]
+    return [f"{where}, " + "; ".join(parts) + f" ({CHANCE})."]
 
 
-def _effect_sentences(effect_table):
+def _verdict(row, prefix, higher, lower):
+    """Which of two is better by a paired difference ``higher − lower``, if its interval says so."""
+    n, mean, low, high = int(row[f"{prefix}_n"]), row[f"{prefix}_mean"], row[f"{prefix}_low"], row[f"{prefix}_high"]
+    if n == 0:
+        return "no pairs to compare"
+    if n < MIN_INTERVAL:
+        return "too few pairs for an interval, so no verdict"
+    if low <= 0 <= high:
+        return "the interval includes 0, so it is not settled"
+    return f"{higher if mean > 0 else lower} is better by {abs(mean):.3f}"
+
+
+def _effect_sentences(effect_table, rank_by):
     sentences = []
     for _, row in effect_table.iterrows():
-        where = _where(row)
-        accuracy = _signed(row, "delta_best_val_accuracy")
-        verdict = _verdict(row, "delta_best_val_accuracy")
+        metrics = dict.fromkeys((rank_by, "best_val_accuracy", "final_val_accuracy"))
+        parts = [f"{METRIC_NAMES[m]} {_interval(row, f'delta_{m}', '+.3f')}" for m in metrics]
+        parts[0] += " — " + _verdict(row, f"delta_{rank_by}", row["variant"], row["versus"])
+        parts.append(f"generalization gap {_interval(row, 'delta_generalization_gap', '+.3f')}")
+        pairs = int(row["n_pairs"])
         sentences.append(
-            f"{where}, {row['variant']} against {row['versus']} (paired by seed, n={row['n_pairs']}): "
-            f"best validation accuracy {accuracy} ({verdict}), final validation accuracy "
-            f"{_signed(row, 'delta_final_val_accuracy')}, generalization gap "
-            f"{_signed(row, 'delta_generalization_gap')}."
+            f"{_where(row)}, {row['variant']} against {row['versus']} (paired by seed, n = {pairs} pairs): "
+            + "; ".join(parts)
+            + "."
         )
     return sentences
-
-
-def _signed(row, column):
-    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
-    return f"{mean:+.3f}" + ("" if np.isnan(ci) else f" ± {ci:.3f}")
-
-
-def _verdict(row, column):
-    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
-    if np.isnan(ci):
-        return "one seed: no confidence interval"
-    if mean - ci > 0:
-        return "helps: the CI excludes 0"
-    if mean + ci < 0:
-        return "hurts: the CI excludes 0"
-    return "no clear effect: the CI includes 0"
 
 
 def _comparison_sentences(comparison):
     sentences = []
     for dataset, group in comparison.groupby("dataset", sort=False):
         parts = [
-            f"{row['study']} {row['variant']}: best validation accuracy {_pm(row, 'best_val_accuracy')} at epoch "
-            f"{_pm(row, 'best_epoch', '.1f')} after {_pm(row, 'wall_seconds', '.1f')} s of training"
+            f"{row['study']} {row['variant']}: best validation accuracy {_interval(row, 'best_val_accuracy')} at epoch "
+            f"{_interval(row, 'best_epoch', '.1f')} after {_interval(row, 'wall_seconds', '.1f')} s of training"
+            + _not_learned(row)
             for _, row in group.iterrows()
         ]
         sentences.append(f"On {dataset}: " + "; ".join(parts) + ".")
     return sentences
+
+
+def _not_learned(row):
+    n = int(row["n_not_learned"])
+    return f" ({n} of {int(row['n_runs'])} runs did not learn)" if n else ""
 
 
 def _reference_sentences(where, group):
@@ -203,15 +244,24 @@ def _reference_sentences(where, group):
 
 
 def _epoch(row):
-    """When a variant reached the reference: over the seeds that did, saying how many of all."""
-    reached, seeds = int(row[f"{REACHED}_n_reached"]), int(row["n_seeds"])
+    """When a variant reached the reference: over the runs that did, saying how many of all."""
+    reached, runs = int(row[f"{REACHED}_n_of_reached"]), int(row["n_runs"])
     if reached == 0:
-        return "— no seed reached it within the epochs run"
-    mean, ci = row[f"{REACHED}_mean_of_reached"], row[f"{REACHED}_ci95_of_reached"]
-    epoch = f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}")
-    return f"at epoch {epoch} (mean of the {reached} of {seeds} {'seed' if seeds == 1 else 'seeds'} that reached it)"
+        return "— no run reached it within the epochs run"
+    epoch = _interval(row, REACHED, ".1f", suffix="_of_reached")
+    return f"at epoch {epoch}, over the {reached} of {runs} {'run' if runs == 1 else 'runs'} that reached it"
 
 
-def _pm(row, column, spec=".3f"):
-    mean, ci = row[f"{column}_mean"], row[f"{column}_ci95"]
-    return format(mean, spec) + ("" if np.isnan(ci) else f" ± {format(ci, spec)}")
+def _interval(row, name, spec=".3f", suffix=""):
+    """A mean with its interval and n: ``0.858 (0.800–0.910, bootstrap 95 %, n = 3)``, ``0.858
+    (range 0.800–0.910, n = 2)`` or ``0.858 (n = 1)``; a signed ``spec`` joins with "to"."""
+    mean, low, high, method, n = (row[f"{name}_{statistic}{suffix}"] for statistic in STATISTICS)
+    n = int(n)
+    if n == 0:
+        return "no value"
+    if n == 1:
+        return f"{mean:{spec}} (n = 1)"
+    between = f"{low:{spec}}{' to ' if spec.startswith('+') else '–'}{high:{spec}}"
+    if method == "range":
+        return f"{mean:{spec}} (range {between}, n = {n})"
+    return f"{mean:{spec}} ({between}, {method}, n = {n})"

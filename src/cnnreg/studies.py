@@ -25,6 +25,17 @@ STUDY_PARAMETERS = tuple(p for p in PARAMETERS if p not in ("dataset", "seed"))
 #: ``defaults`` may omit them, and while a run keeps these values they stay out of its id, so
 #: adding a capability reruns nothing that was already trained.
 LATER_PARAMETERS = {"fine_tune": 0, "fine_tune_lr": 1.0e-5}
+#: What a study's variants may be ranked by (higher is better for each); validation values only,
+#: since ranking is model selection and the test split is never used for it.
+RANK_METRICS = (
+    "best_val_accuracy",
+    "final_val_accuracy",
+    "val_auc",
+    "val_balanced_accuracy",
+    "val_sensitivity",
+    "val_specificity",
+)
+DEFAULT_RANK_BY = "best_val_accuracy"
 
 
 class ConfigError(ValueError):
@@ -51,6 +62,8 @@ class Study:
     compare_with: str | None = None
     #: Whether every run of the study gets a Grad-CAM gallery.
     gradcam: bool = False
+    #: The per-run metric (one of `RANK_METRICS`) whose mean ranks the variants.
+    rank_by: str = DEFAULT_RANK_BY
 
 
 @dataclass(frozen=True)
@@ -104,15 +117,17 @@ def build_plan(config):
     ConfigError
         For what a schema cannot express: an unknown dataset, a grid key that is not a run
         parameter, a parameter both fixed and varied, an image too small for its model, a baseline
-        that matches no run or leaves a run without a baseline run to pair with.
+        that matches no run or leaves a run without a baseline run to pair with; and an unknown
+        ``rank_by`` (for callers that skip the schema).
     """
     defaults = {**LATER_PARAMETERS, **_check_defaults(config.get("defaults", {}))}
     datasets = config.get("datasets", {})
+    rank_by = _check_rank_by("rank_by", config.get("rank_by", DEFAULT_RANK_BY))
     runs, studies = {}, {}
     for name, spec in config.get("studies", {}).items():
         study_runs = _expand_study(name, spec, defaults, datasets)
         runs.update(study_runs)
-        studies[name] = _describe_study(name, spec, study_runs)
+        studies[name] = _describe_study(name, spec, study_runs, rank_by)
     for name, study in studies.items():
         if study.compare_with and study.compare_with not in studies:
             raise ConfigError(
@@ -120,6 +135,12 @@ def build_plan(config):
                 f"names study '{study.compare_with}', which is not under 'studies' (known: {sorted(studies)})",
             )
     return Plan(runs=runs, studies=studies)
+
+
+def _check_rank_by(key_path, metric):
+    if metric not in RANK_METRICS:
+        raise ConfigError(key_path, f"{metric!r} is not a metric to rank by; expected one of {list(RANK_METRICS)}")
+    return metric
 
 
 def _check_defaults(defaults):
@@ -266,7 +287,7 @@ def _check_built_model(key_path, spec, params):
         )
 
 
-def _describe_study(name, spec, study_runs):
+def _describe_study(name, spec, study_runs, rank_by):
     params = list(study_runs.values())
     varied = tuple(p for p in PARAMETERS if p != "seed" and len({json.dumps(run[p]) for run in params}) > 1)
     baseline = normalise(spec.get("baseline", {}))
@@ -296,6 +317,7 @@ def _describe_study(name, spec, study_runs):
         at_epochs=at_epochs,
         compare_with=spec.get("compare_with"),
         gradcam=gradcam,
+        rank_by=_check_rank_by(f"studies.{name}.rank_by", spec.get("rank_by", rank_by)),
     )
 
 

@@ -1,17 +1,18 @@
-"""Run histories → per-study summary tables: per run, per variant (mean and CI over seeds), paired
-effects, comparisons and curves. The sentences that read them are in `cnnreg.presentation`."""
+"""Run histories → per-study summary tables: per run (with whether it learned), per variant
+(mean and interval over runs, ranked), paired differences, comparisons and curves. The sentences
+that read them are in `cnnreg.presentation`; the intervals' rule is `cnnreg.intervals`'."""
 
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cnnreg.history import history_values
+from cnnreg.intervals import paired_interval, summary_interval
 from cnnreg.studies import format_value, is_baseline_run, pair_key, variant_label
 
-#: Per-run values that get a mean and 95 % CI per variant.
+#: Per-run values that get a mean and interval per variant.
 COMPARED = (
     "final_accuracy",
     "final_val_accuracy",
@@ -20,22 +21,52 @@ COMPARED = (
     "best_epoch",
     "wall_seconds",
 )
-#: Per-run values whose paired difference against the study's baseline is reported.
+#: Validation values compared too when the run rows have them (``val_auc`` always does).
+OPTIONAL_COMPARED = ("val_auc", "val_balanced_accuracy", "val_sensitivity", "val_specificity")
+#: Per-run values whose paired difference against the study's baseline is reported (and the
+#: study's ``rank_by`` metric).
 EFFECTS = ("final_val_accuracy", "best_val_accuracy", "generalization_gap")
 #: Per-run epoch at which the baseline's final training accuracy was first reached (NaN: never).
 REACHED = "epoch_reached_reference"
+#: What each value's interval is (`cnnreg.intervals.summary_interval` kind) and the range the
+#: value can take; ``"epochs"`` is [1, epochs run].
+SCALES = {
+    "accuracy": ("bootstrap", (0.0, 1.0)),
+    "loss": ("t", (0.0, np.inf)),
+    "generalization_gap": ("bootstrap", (-1.0, 1.0)),
+    "best_epoch": ("bootstrap", "epochs"),
+    REACHED: ("bootstrap", "epochs"),
+    "wall_seconds": ("t", (0.0, np.inf)),
+}
+#: The statistics each interval gives a table (``{value}_{statistic}``).
+STATISTICS = ("mean", "low", "high", "interval", "n")
+#: Variant-table columns that describe the variant rather than a value (not joined onto runs).
+VARIANT_COLUMNS = ("n_runs", "n_not_learned", "did_not_learn", "rank", "rank_by", "is_baseline")
 
 
-def mean_ci(values):
-    """Mean and half-width of its two-sided 95 % t confidence interval (NaN for one value)."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return np.nan, np.nan
-    if len(values) < 2:
-        return float(values.mean()), np.nan
-    sem = values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean()), float(stats.t.ppf(0.975, len(values) - 1) * sem)
+def scale(column):
+    """(interval kind, bounds) of a per-run value; accuracies, AUC and rates are in [0, 1]."""
+    if column in SCALES:
+        return SCALES[column]
+    return SCALES["loss"] if column.endswith("loss") else SCALES["accuracy"]
+
+
+def value_interval(column, values, epochs=None):
+    """`cnnreg.intervals.summary_interval` of a value, with the value's kind and bounds."""
+    kind, bounds = scale(column)
+    return summary_interval(values, (1.0, float(epochs)) if bounds == "epochs" else bounds, kind)
+
+
+def difference_interval(column, differences):
+    """`cnnreg.intervals.paired_interval` of per-pair differences of a bounded value."""
+    _, (low, high) = scale(column)
+    return paired_interval(differences, high - low)
+
+
+def interval_columns(name, interval, suffix=""):
+    """``{name}_mean{suffix}``, ``_low``, ``_high``, ``_interval`` (the method) and ``_n``."""
+    values = (interval.mean, interval.low, interval.high, interval.method, interval.n)
+    return {f"{name}_{statistic}{suffix}": v for statistic, v in zip(STATISTICS, values, strict=True)}
 
 
 def read_run(run_dir):
@@ -50,9 +81,38 @@ def first_epoch_reaching(history, column, target):
     return int(reached.iloc[0]) if len(reached) else np.nan
 
 
+def majority_rate(metrics, run):
+    """(largest class share, image count) of a run's training data (metrics.json ``class_counts``)."""
+    counts = metrics.get("class_counts", {}).get("train")
+    if not counts or sum(counts) == 0:
+        raise ValueError(
+            f"metrics.json of run {run} has no class_counts.train (images per class it trained on, written by "
+            "cnnreg.train since the did-not-learn check); retrain the run"
+        )
+    return max(counts) / sum(counts), sum(counts)
+
+
+def chance_tolerance(rate, n_train):
+    """How far above the majority rate a training accuracy must be to count as learning.
+
+    Three binomial standard errors of an accuracy of ``rate`` on ``n_train`` images: a model
+    that guesses at the level of the class shares scores about ``rate``, and its accuracy
+    wobbles by ``sqrt(rate (1 - rate) / n_train)`` from batch to batch and epoch to epoch, so
+    anything within three of those is still chance. At least 0.01, so that a large training set
+    does not call a 1 % edge learning.
+    """
+    return max(0.01, 3 * np.sqrt(rate * (1 - rate) / n_train))
+
+
+def learned(history, rate, n_train):
+    """Whether a run's training accuracy ever rose above chance (`chance_tolerance`)."""
+    return bool(history["accuracy"].max() > rate + chance_tolerance(rate, n_train))
+
+
 def run_rows(study, runs, metrics, histories):
     """One row per run (and per ``at_epochs`` entry): varied parameters, seed, final and best
-    values, gap, AUC, training seconds.
+    values, gap, AUC, training seconds, the majority class's share of the training images and
+    whether the run ``learned`` (its training accuracy rose above that share; see `learned`).
 
     A row ``at_epoch`` E is read from the first E epochs of the run's history: with a constant
     learning rate and a fixed seed, a run is identical up to E whatever its total epochs.
@@ -60,16 +120,20 @@ def run_rows(study, runs, metrics, histories):
     rows = []
     for rid in study.runs:
         params, history = runs[rid], histories[rid]
+        rate, n_train = majority_rate(metrics[rid], rid)
         for at_epoch in study.at_epochs or (None,):
+            read = history if at_epoch is None else history[history["epoch"] <= at_epoch]
             row = {"run": rid, "dataset": params["dataset"], "variant": variant_label(params, study.varied)}
             if at_epoch is not None:
                 row["at_epoch"] = at_epoch
             row.update({p: format_value(params[p]) for p in study.varied if p != "dataset"})
             row["seed"] = params["seed"]
-            row.update(history_values(history if at_epoch is None else history[history["epoch"] <= at_epoch]))
+            row.update(history_values(read))
             complete = at_epoch is None or at_epoch == metrics[rid]["epochs_run"]
-            row["val_auc"] = metrics[rid]["val_auc"] if complete else np.nan
+            row.update({m: metrics[rid][m] if complete else np.nan for m in OPTIONAL_COMPARED if m in metrics[rid]})
             row["epochs_run"] = metrics[rid]["epochs_run"] if at_epoch is None else at_epoch
+            row["majority_rate"] = rate
+            row["learned"] = learned(read, rate, n_train)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -103,50 +167,75 @@ def _is_baseline(table, study, runs):
     return [is_baseline_run(runs[r], study.baseline) for r in table["run"]]
 
 
-def variant_table(table):
-    """Mean ± 95 % CI per variant (and dataset, epoch read at) of the compared values, across
-    seeds, ranked by mean best validation accuracy within each dataset (and epoch).
+def compared_columns(table):
+    """The compared values the run rows have: `COMPARED` and those of `OPTIONAL_COMPARED` present."""
+    return [*COMPARED, *(c for c in OPTIONAL_COMPARED if c in table)]
 
-    With reference epochs (`add_reference_epochs`), ``epoch_reached_reference_n_reached`` counts
-    the seeds that reached the reference (of ``n_seeds``), and the ``..._mean_of_reached`` and
-    ``..._ci95_of_reached`` columns are over those seeds only.
+
+def check_rank_by(table, rank_by):
+    """The run rows have the ``rank_by`` metric; say which they have if not."""
+    if rank_by not in table:
+        raise ValueError(
+            f"rank_by '{rank_by}' is not a column of the run rows; they have {compared_columns(table)} (the clinical "
+            "metrics need the runs' validation predictions)"
+        )
+
+
+def variant_table(table, study):
+    """Mean and interval (`cnnreg.intervals`) per variant (and dataset, epoch read at) of the
+    compared values over its runs (seeds × folds), ranked within each dataset (and epoch) by the
+    mean of the study's ``rank_by`` metric, higher first.
+
+    A variant none of whose runs learned (``did_not_learn``) is not ranked (``rank`` NaN); a
+    variant some of whose runs did not learn keeps them in its means, and ``n_not_learned``
+    counts them. With reference epochs (`add_reference_epochs`), the ``..._of_reached`` columns
+    are over the runs that reached the reference only (``epoch_reached_reference_n_of_reached``
+    of ``n_runs``).
     """
+    check_rank_by(table, study.rank_by)
     keys = group_keys(table)
+    shown = [p for p in study.varied if p != "dataset"]
     rows = []
     for key, group in table.groupby(keys, sort=False):
-        row = dict(zip(keys, key, strict=True), n_seeds=len(group))
+        row = dict(zip(keys, key, strict=True), **{p: group[p].iloc[0] for p in shown})
+        row.update(n_runs=len(group), n_not_learned=int((~group["learned"]).sum()))
+        row["did_not_learn"] = not group["learned"].any()
         if "is_baseline" in group:
             row["is_baseline"] = bool(group["is_baseline"].all())
-        for column in COMPARED:
-            row[f"{column}_mean"], row[f"{column}_ci95"] = mean_ci(group[column])
+        epochs = group["epochs_run"].max()
+        for column in compared_columns(group):
+            row.update(interval_columns(column, value_interval(column, group[column], epochs)))
         if REACHED in group:
-            row.update(_reached_columns(group[REACHED]))
+            reached = value_interval(REACHED, group[REACHED], epochs)
+            row.update(interval_columns(REACHED, reached, suffix="_of_reached"))
         rows.append(row)
     variants = pd.DataFrame(rows)
     shared = keys[:-1]
-    variants["rank"] = variants.groupby(shared)["best_val_accuracy_mean"].rank(ascending=False, method="min")
-    return variants.sort_values([*shared, "rank"], kind="stable").reset_index(drop=True)
+    score = variants[f"{study.rank_by}_mean"].where(~variants["did_not_learn"])
+    variants["rank"] = score.groupby([variants[k] for k in shared]).rank(ascending=False, method="min")
+    variants["rank_by"] = study.rank_by
+    front = [*keys, *shown, "n_runs", "n_not_learned", "did_not_learn", "rank", "rank_by"]
+    variants = variants[front + [c for c in variants if c not in front]]
+    return variants.sort_values([*shared, "rank"], kind="stable", na_position="last").reset_index(drop=True)
 
 
-def _reached_columns(epochs):
-    """How many seeds reached the reference, and the mean ± 95 % CI of their epochs."""
-    reached = epochs.dropna()
-    mean, ci = mean_ci(reached)
-    return {f"{REACHED}_n_reached": len(reached), f"{REACHED}_mean_of_reached": mean, f"{REACHED}_ci95_of_reached": ci}
+def _pairs(table, runs, differing):
+    """Each row's pair key: its run's parameters but ``differing`` (and the epoch it is read at)."""
+    pairs = pd.Series([pair_key(runs[r], differing) for r in table["run"]], index=table.index)
+    return pairs + table["at_epoch"].astype(str) if "at_epoch" in table else pairs
 
 
 def effects(table, study, runs):
     """Paired differences (variant − baseline, same dataset, seed and other parameters) of
-    validation accuracy and generalization gap, mean ± 95 % CI per variant.
+    validation accuracy, generalization gap and the ``rank_by`` metric: the mean difference with
+    a t-interval over the pairs (their range for fewer than 3; `cnnreg.intervals`).
 
     Empty when the study has no ``baseline``. A variant none of whose runs has a baseline run to
     pair with is left out (`cnnreg.studies.build_plan` rejects such studies).
     """
     if not study.baseline:
         return pd.DataFrame()
-    table = table.assign(pair=[pair_key(runs[r], study.baseline) for r in table["run"]])
-    if "at_epoch" in table:
-        table["pair"] = table["pair"] + table["at_epoch"].astype(str)
+    table = table.assign(pair=_pairs(table, runs, study.baseline))
     is_baseline = np.array(_is_baseline(table, study, runs))
     baseline = table[is_baseline].set_index("pair")
     others = table[~is_baseline]
@@ -158,16 +247,42 @@ def effects(table, study, runs):
             continue
         reference = baseline.loc[matched["pair"]]
         row = dict(zip(keys, key, strict=True), versus=reference["variant"].iloc[0], n_pairs=len(matched))
-        for column in EFFECTS:
-            row[f"delta_{column}_mean"], row[f"delta_{column}_ci95"] = mean_ci(
-                matched[column].to_numpy() - reference[column].to_numpy()
-            )
+        for column in dict.fromkeys((study.rank_by, *EFFECTS)):
+            differences = matched[column].to_numpy() - reference[column].to_numpy()
+            row.update(interval_columns(f"delta_{column}", difference_interval(column, differences)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runner_up(table, variants, study, runs):
+    """Paired difference of the ``rank_by`` metric between the best and the second-best ranked
+    variant of each dataset (and epoch read at): runs paired by every parameter but the varied
+    ones (same seed, fold and other parameters), mean with a t-interval (range for < 3 pairs).
+
+    Groups with fewer than two ranked variants have no row.
+    """
+    shown = [p for p in study.varied if p != "dataset"]
+    table = table.assign(pair=_pairs(table, runs, dict.fromkeys(shown)))
+    shared = group_keys(table)[:-1]
+    ranked = {key: group for key, group in variants.dropna(subset=["rank"]).groupby(shared, sort=False)}
+    rows = []
+    for key, group in table.groupby(shared, sort=False):
+        order = ranked.get(key)
+        if order is None or len(order) < 2:
+            continue
+        order = order.sort_values("rank", kind="stable")
+        best, second = (group[group["variant"] == v].set_index("pair")[study.rank_by] for v in order["variant"][:2])
+        common = best.index.intersection(second.index)
+        row = dict(zip(shared, key, strict=True), best=order["variant"].iloc[0], runner_up=order["variant"].iloc[1])
+        row.update(rank_by=study.rank_by, n_pairs=len(common))
+        differences = best[common].to_numpy() - second[common].to_numpy()
+        row.update(interval_columns("delta", difference_interval(study.rank_by, differences)))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def summarise_study(study, runs, run_dirs, other=None):
-    """Per-run summary with each run's variant mean ± CI joined on.
+    """Per-run summary with each run's variant means and intervals joined on.
 
     Parameters
     ----------
@@ -184,19 +299,25 @@ def summarise_study(study, runs, run_dirs, other=None):
     summary : DataFrame
         One row per run (summary.csv).
     variants : DataFrame
-        One row per dataset and variant, ranked.
+        One row per dataset and variant, ranked (`variant_table`).
     extra : dict
         ``histories`` (run id → history), ``effects`` (paired differences against the
-        baseline) and ``comparison`` (this study's and ``other``'s variants side by side).
+        baseline), ``runner_up`` (paired difference of the best and the second-best variant)
+        and ``comparison`` (this study's and ``other``'s variants side by side).
     """
     loaded = {rid: read_run(run_dirs[rid]) for rid in run_dirs}
     histories = {rid: h for rid, (h, _) in loaded.items()}
     metrics = {rid: m for rid, (_, m) in loaded.items()}
     table = add_reference_epochs(run_rows(study, runs, metrics, histories), study, runs, histories)
-    variants = variant_table(table)
-    per_variant = variants.drop(columns=["n_seeds", "is_baseline", "rank"], errors="ignore")
-    summary = table.merge(per_variant, on=group_keys(table), how="left")
-    extra = {"histories": histories, "effects": effects(table, study, runs), "comparison": pd.DataFrame()}
+    variants = variant_table(table, study)
+    described = [*VARIANT_COLUMNS, *(p for p in study.varied if p != "dataset")]
+    summary = table.merge(variants.drop(columns=described, errors="ignore"), on=group_keys(table), how="left")
+    extra = {
+        "histories": histories,
+        "effects": effects(table, study, runs),
+        "runner_up": runner_up(table, variants, study, runs),
+        "comparison": pd.DataFrame(),
+    }
     if other is not None:
         extra["comparison"] = comparison_table(study, variants, other, runs, metrics, histories)
     return summary, variants, extra
@@ -204,18 +325,19 @@ def summarise_study(study, runs, run_dirs, other=None):
 
 def comparison_table(study, variants, other, runs, metrics, histories):
     """This study's variants and the compared study's, per dataset this study uses."""
-    theirs = variant_table(run_rows(other, runs, metrics, histories))
+    theirs = variant_table(run_rows(other, runs, metrics, histories), other)
     frames = [variants.assign(study=study.name), theirs.assign(study=other.name)]
     both = pd.concat(frames, ignore_index=True)
     both = both[both["dataset"].isin(set(variants["dataset"]))]
-    columns = ["dataset", "study", "variant", "n_seeds"] + [
-        f"{c}_{s}" for c in ("best_val_accuracy", "best_epoch", "wall_seconds") for s in ("mean", "ci95")
+    columns = ["dataset", "study", "variant", "n_runs", "n_not_learned", "did_not_learn"] + [
+        f"{c}_{s}" for c in ("best_val_accuracy", "best_epoch", "wall_seconds") for s in STATISTICS
     ]
     return both[columns].sort_values(["dataset", "study"], kind="stable").reset_index(drop=True)
 
 
 def curve_table(study, runs, histories):
-    """Long table of mean ± 95 % CI per (dataset, variant, metric, split, epoch) over seeds."""
+    """Long table of mean and interval (`cnnreg.intervals`) over runs per (dataset, variant,
+    metric, split, epoch): columns ``mean, low, high, n, interval``."""
     frames = []
     for rid in study.runs:
         h = histories[rid]
@@ -237,6 +359,9 @@ def curve_table(study, runs, histories):
     keys = ["dataset", "variant", "metric", "split", "epoch"]
     rows = []
     for key, group in long.groupby(keys, sort=False):
-        mean, ci = mean_ci(group["value"])
-        rows.append(dict(zip(keys, key, strict=True), mean=mean, ci95=ci, n=len(group)))
+        interval = value_interval(key[2], group["value"])
+        rows.append(
+            dict(zip(keys, key, strict=True), mean=interval.mean, low=interval.low, high=interval.high,
+                 n=interval.n, interval=interval.method)
+        )  # fmt: skip
     return pd.DataFrame(rows)

@@ -313,10 +313,17 @@ def fit(model, data, params, until_epoch, recorder):
     )
 
 
+def class_counts(data):
+    """Images per class (in ``data.classes`` order) of the training and validation data."""
+    splits = {"train": data.y_train, "validation": data.y_val}
+    return {split: np.bincount(y, minlength=len(data.classes)).tolist() for split, y in splits.items()}
+
+
 def finish(run, params, model, data, rows, run_dir, first_epoch_started, started):
     """Write history.csv, model.keras and params.yaml, and return metrics.json's content."""
     metrics = summarise(run, params, rows)
     metrics.update(validation_metrics(model, data, params["batch_size"]))
+    metrics["class_counts"] = class_counts(data)
     trained = metrics["wall_seconds"]
     metrics["train_images_per_second"] = len(data.x_train) * len(rows) / trained if trained else None
     metrics["startup_seconds"] = first_epoch_started - started if first_epoch_started else None
