@@ -1,19 +1,25 @@
-"""Study summaries from run folders: epochs read at, ranking, paired effects, comparisons."""
+"""Study summaries from run folders: epochs read at, ranking (by rank_by, of the runs that learned),
+paired differences, comparisons, curves."""
 
 import dataclasses
 import json
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from workflow_helpers import REPO
 
+from cnnreg.data import Cache
 from cnnreg.history import HISTORY_COLUMNS
 from cnnreg.presentation import answer
-from cnnreg.studies import build_plan
-from cnnreg.tables import summarise_study
+from cnnreg.studies import ConfigError, build_plan
+from cnnreg.tables import curve_table, summarise_study
+from cnnreg.train import class_counts
 
 
-def write_run(folder, val_accuracy, accuracy=None, seconds=1.0, class_counts=(50, 50), val_auc=0.5):
+def write_run(folder, val_accuracy, accuracy=None, seconds=1.0, class_counts=(500, 500), val_auc=0.5):
     """A finished run folder whose history has the given per-epoch validation accuracies; it
     trained on ``class_counts`` images per class."""
     folder.mkdir(parents=True)
@@ -220,3 +226,153 @@ def test_effects_leave_out_a_variant_without_a_paired_baseline_run(lab_config, t
     assert row["variant"] == "dropout=0.0, spatial_dropout=0.1" and row["versus"] == "dropout=0.0, spatial_dropout=0.0"
     assert row["n_pairs"] == 2 and row["delta_final_val_accuracy_mean"] == pytest.approx(0.1)
     assert "(paired by seed, n = 2 pairs)" in answer(variants, extra["effects"])
+
+
+def dropout_study(lab_config, seeds=(0, 1, 2), **extra):
+    """Dropout 0.0 against 0.4 on skin, 2 epochs, the given seeds."""
+    study = {"set": {"epochs": 2}, "grid": {"dropout": [0.0, 0.4]}, "datasets": ["skin"], "seeds": list(seeds),
+             **extra}  # fmt: skip
+    plan = plan_for(lab_config, {"d": study})
+    return plan, plan.studies["d"]
+
+
+def write_dropout_runs(tmp_path, plan, study, write):
+    """Run folders written by ``write(folder, dropout, seed)``."""
+    dirs = {}
+    for rid in study.runs:
+        dirs[rid] = tmp_path / rid
+        write(dirs[rid], plan.runs[rid]["dropout"], plan.runs[rid]["seed"])
+    return dirs
+
+
+def test_a_run_at_the_majority_rate_did_not_learn_and_is_not_ranked(lab_config, tmp_path):
+    plan, study = dropout_study(lab_config)
+
+    def write(folder, dropout, seed):
+        if dropout == 0.4:  # always "the majority class": 60 % of the training images, and a lucky validation
+            write_run(folder, [0.9, 0.9], accuracy=[0.6, 0.6], class_counts=(60, 40))
+        else:  # seed 2 stays within 3 binomial SEs (0.147 on 100 images) of the majority rate
+            write_run(folder, [0.7, 0.7], accuracy=[0.6, 0.74 if seed == 2 else 0.9], class_counts=(60, 40))
+
+    summary, variants, extra = summarise_study(study, plan.runs, write_dropout_runs(tmp_path, plan, study, write))
+    assert summary["majority_rate"].to_numpy() == pytest.approx(np.full(6, 0.6))
+    assert summary.groupby("variant")["learned"].sum().to_dict() == {"dropout=0.0": 2, "dropout=0.4": 0}
+    table = variants.set_index("variant")
+    assert table.loc["dropout=0.4", "did_not_learn"] and np.isnan(table.loc["dropout=0.4", "rank"])
+    assert table.loc["dropout=0.0", "rank"] == 1 and table.loc["dropout=0.0", "n_not_learned"] == 1
+    assert table.loc["dropout=0.4", "best_val_accuracy_mean"] == pytest.approx(0.9)  # higher, but not ranked
+    assert extra["runner_up"].empty  # one ranked variant: nothing to pair
+    text = answer(variants, runner_up=extra["runner_up"])
+    assert "the best by best validation accuracy is dropout=0.0 with 0.700 (0.700–0.700, bootstrap 95 %, n = 3)" in text
+    assert "dropout=0.0: 1 of 3 runs did not learn; dropout=0.4: 3 of 3 runs did not learn, so it is not ranked" in text
+
+
+def test_when_no_variant_learned_no_best_is_named(lab_config, tmp_path):
+    plan, study = dropout_study(lab_config, seeds=(0, 1))
+
+    def write(folder, dropout, seed):
+        write_run(folder, [0.5, 0.5 + dropout / 4], accuracy=[0.5, 0.5])
+
+    _, variants, extra = summarise_study(study, plan.runs, write_dropout_runs(tmp_path, plan, study, write))
+    assert variants["did_not_learn"].all() and variants["rank"].isna().all()
+    text = answer(variants, runner_up=extra["runner_up"])
+    assert "On skin, no variant learned: 4 of 4 runs did not learn" in text and "the best by" not in text
+
+
+@pytest.mark.parametrize(
+    ("gains", "settled"),
+    [([0.10, 0.12, 0.08], True), ([0.10, -0.08, 0.02], False)],
+    ids=["interval-excludes-0", "interval-includes-0"],
+)
+def test_not_settled_exactly_when_the_paired_interval_includes_0(lab_config, tmp_path, gains, settled):
+    plan, study = dropout_study(lab_config, baseline={"dropout": 0.0})
+
+    def write(folder, dropout, seed):
+        base = 0.6 + 0.1 * seed  # seeds differ more than the variants: only pairing separates them
+        write_run(folder, [base + (gains[seed] if dropout == 0.4 else 0.0)] * 2, accuracy=[0.9, 0.95])
+
+    _, variants, extra = summarise_study(study, plan.runs, write_dropout_runs(tmp_path, plan, study, write))
+    (pair,) = extra["runner_up"].to_dict("records")
+    (effect,) = extra["effects"].to_dict("records")
+    assert pair["best"] == "dropout=0.4" and pair["runner_up"] == "dropout=0.0" and pair["n_pairs"] == 3
+    assert pair["delta_mean"] == pytest.approx(np.mean(gains)) and pair["delta_interval"] == "t 95 %"
+    assert (pair["delta_low"] > 0) == settled and (effect["delta_best_val_accuracy_low"] > 0) == settled
+    best = table_row(variants, "dropout=0.4")
+    assert best["best_val_accuracy_low"] < table_row(variants, "dropout=0.0")["best_val_accuracy_high"]  # overlap
+    text = answer(variants, extra["effects"], runner_up=extra["runner_up"])
+    assert ("not settled" in text) != settled
+    assert ("dropout=0.4 is better by 0.100" in text) == settled
+    assert text.count("dropout=0.4 is better by") == (2 if settled else 0)  # ranking and effect sentences
+
+
+def table_row(variants, variant):
+    return variants.set_index("variant").loc[variant]
+
+
+def write_auc_runs(tmp_path, plan, study):
+    """dropout 0.0 has the higher validation accuracy, dropout 0.4 the higher AUC."""
+
+    def write(folder, dropout, seed):
+        write_run(folder, [0.7, 0.8 - dropout / 4], val_auc=0.6 + dropout)
+
+    return write_dropout_runs(tmp_path, plan, study, write)
+
+
+def test_rank_by_another_metric_changes_the_best(lab_config, tmp_path):
+    plan, study = dropout_study(lab_config)
+    dirs = write_auc_runs(tmp_path, plan, study)
+    _, variants, _ = summarise_study(study, plan.runs, dirs)
+    assert table_row(variants, "dropout=0.0")["rank"] == 1 and study.rank_by == "best_val_accuracy"
+    top = dropout_study({**lab_config, "rank_by": "val_auc"})
+    override = dropout_study({**lab_config, "rank_by": "final_val_accuracy"}, rank_by="val_auc")
+    for plan, study in (top, override):
+        assert study.rank_by == "val_auc"
+        _, variants, extra = summarise_study(study, plan.runs, dirs)
+        assert table_row(variants, "dropout=0.4")["rank"] == 1 and set(variants["rank_by"]) == {"val_auc"}
+        assert extra["runner_up"].iloc[0]["delta_mean"] == pytest.approx(0.4)
+        assert "the best by validation AUC is dropout=0.4 with 1.000" in answer(variants, runner_up=extra["runner_up"])
+
+
+def test_rank_by_is_checked_at_the_edge(lab_config, tmp_path):
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    jsonschema.validate({**lab_config, "rank_by": "val_sensitivity"}, schema)
+    with pytest.raises(jsonschema.ValidationError, match="'test_accuracy' is not one of"):
+        jsonschema.validate({**lab_config, "rank_by": "test_accuracy"}, schema)
+    with pytest.raises(ConfigError, match="'test_accuracy' is not a metric to rank by; expected one of") as error:
+        dropout_study(lab_config, rank_by="test_accuracy")
+    assert error.value.key_path == "studies.d.rank_by"
+    plan, study = dropout_study(lab_config, rank_by="val_sensitivity")  # not in these runs' rows
+    with pytest.raises(ValueError, match=r"rank_by 'val_sensitivity' is not a column .* 'val_auc'"):
+        summarise_study(study, plan.runs, write_auc_runs(tmp_path, plan, study))
+
+
+def test_curve_bands_are_ranges_for_two_seeds_and_stay_within_accuracy(lab_config, tmp_path):
+    plan, study = dropout_study(lab_config, seeds=(0, 1))
+
+    def write(folder, dropout, seed):
+        write_run(folder, [0.2 + 0.7 * seed, 0.9], accuracy=[0.1, 1.0])
+
+    dirs = write_dropout_runs(tmp_path, plan, study, write)
+    _, _, extra = summarise_study(study, plan.runs, dirs)
+    curves = curve_table(study, plan.runs, extra["histories"])
+    first = curves[(curves["split"] == "validation") & (curves["metric"] == "accuracy") & (curves["epoch"] == 1)]
+    assert list(first["low"]) == pytest.approx([0.2, 0.2]) and list(first["high"]) == pytest.approx([0.9, 0.9])
+    assert set(curves["interval"]) == {"range"} and set(curves["n"]) == {2}
+    accuracy = curves[curves["metric"] == "accuracy"]
+    assert accuracy["low"].min() >= 0 and accuracy["high"].max() <= 1
+
+
+def test_class_counts_are_per_class_in_label_order():
+    data = Cache(*[None] * len(Cache._fields))._replace(
+        y_train=np.array([1, 1, 0, 1]), y_val=np.array([1, 1]), classes=["Mel", "Nevi"]
+    )
+    assert class_counts(data) == {"train": [1, 3], "validation": [0, 2]}
+
+
+def test_a_run_without_class_counts_says_what_is_missing(lab_config, tmp_path):
+    plan, study = dropout_study(lab_config, seeds=(0,))
+    dirs = write_dropout_runs(tmp_path, plan, study, lambda folder, dropout, seed: write_run(folder, [0.5, 0.6]))
+    for folder in dirs.values():
+        (folder / "metrics.json").write_text(json.dumps({"epochs_run": 2, "val_auc": 0.5}))
+    with pytest.raises(ValueError, match="has no class_counts.train"):
+        summarise_study(study, plan.runs, dirs)

@@ -254,14 +254,14 @@ def _epoch(row):
 
 def _interval(row, name, spec=".3f", suffix=""):
     """A mean with its interval and n: ``0.858 (0.800–0.910, bootstrap 95 %, n = 3)``, ``0.858
-    (range 0.800–0.910, n = 2)`` or ``0.858 (n = 1)``; a signed ``spec`` joins with "to"."""
+    (range 0.800–0.910, n = 2)`` or ``0.858 (n = 1)``; signed or negative bounds join with "to"."""
     mean, low, high, method, n = (row[f"{name}_{statistic}{suffix}"] for statistic in STATISTICS)
     n = int(n)
     if n == 0:
         return "no value"
     if n == 1:
         return f"{mean:{spec}} (n = 1)"
-    between = f"{low:{spec}}{' to ' if spec.startswith('+') else '–'}{high:{spec}}"
+    between = f"{low:{spec}}{' to ' if spec.startswith('+') or low < 0 else '–'}{high:{spec}}"
     if method == "range":
         return f"{mean:{spec}} (range {between}, n = {n})"
     return f"{mean:{spec}} ({between}, {method}, n = {n})"
