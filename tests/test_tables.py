@@ -72,8 +72,8 @@ def test_at_epochs_read_the_history_prefix_and_rank_variants(lab_config, tmp_pat
     assert list(at2["rank_by"]) == ["best_val_accuracy"] * 2 and list(at2["dropout"]) == ["0.0", "0.4"]
     assert at2.loc["dropout=0.0", "best_val_accuracy_interval"] == "range"  # 2 seeds: no interval
     text = answer(variants, runner_up=extra["runner_up"])
-    assert "On skin at epoch 2, the best by best validation accuracy is dropout=0.0 with 0.900 (range" in text
-    assert "On skin at epoch 4, the best by best validation accuracy is dropout=0.0" in text  # 0.9 beats 0.8
+    assert "On skin at epoch 2, the best is dropout=0.0 with best validation accuracy 0.900 (range" in text
+    assert "On skin at epoch 4, the best is dropout=0.0" in text  # 0.9 beats 0.8
     # Two pairs: the differences' range, and no verdict either way.
     assert "dropout=0.0 − dropout=0.4 = +0.300 (range +0.300 to +0.300, n = 2): too few pairs" in text
     assert "settled" not in text
@@ -263,7 +263,7 @@ def test_a_run_at_the_majority_rate_did_not_learn_and_is_not_ranked(lab_config, 
     assert table.loc["dropout=0.4", "best_val_accuracy_mean"] == pytest.approx(0.9)  # higher, but not ranked
     assert extra["runner_up"].empty  # one ranked variant: nothing to pair
     text = answer(variants, runner_up=extra["runner_up"])
-    assert "the best by best validation accuracy is dropout=0.0 with 0.700 (0.700–0.700, bootstrap 95 %, n = 3)" in text
+    assert "the best is dropout=0.0 with best validation accuracy 0.700 (0.700–0.700, bootstrap 95 %, n = 3)" in text
     assert "dropout=0.0: 1 of 3 runs did not learn; dropout=0.4: 3 of 3 runs did not learn, so it is not ranked" in text
 
 
@@ -276,7 +276,7 @@ def test_when_no_variant_learned_no_best_is_named(lab_config, tmp_path):
     _, variants, extra = summarise_study(study, plan.runs, write_dropout_runs(tmp_path, plan, study, write))
     assert variants["did_not_learn"].all() and variants["rank"].isna().all()
     text = answer(variants, runner_up=extra["runner_up"])
-    assert "On skin, no variant learned: 4 of 4 runs did not learn" in text and "the best by" not in text
+    assert "On skin, no variant learned: 4 of 4 runs did not learn" in text and "the best is" not in text
 
 
 @pytest.mark.parametrize(
@@ -330,7 +330,7 @@ def test_rank_by_another_metric_changes_the_best(lab_config, tmp_path):
         _, variants, extra = summarise_study(study, plan.runs, dirs)
         assert table_row(variants, "dropout=0.4")["rank"] == 1 and set(variants["rank_by"]) == {"val_auc"}
         assert extra["runner_up"].iloc[0]["delta_mean"] == pytest.approx(0.4)
-        assert "the best by validation AUC is dropout=0.4 with 1.000" in answer(variants, runner_up=extra["runner_up"])
+        assert "the best is dropout=0.4 with validation AUC 1.000" in answer(variants, runner_up=extra["runner_up"])
 
 
 def test_rank_by_is_checked_at_the_edge(lab_config, tmp_path):

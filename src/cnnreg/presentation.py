@@ -159,12 +159,12 @@ def _ranking_sentence(where, group, pair):
     metric = group["rank_by"].iloc[0]
     if group["did_not_learn"].all():
         runs = int(group["n_runs"].sum())
-        return f"{where}, no variant learned: {runs} of {runs} runs did not learn ({CHANCE}), so none is the best."
+        return f"{where}, no variant learned: {runs} of {runs} runs did not learn ({CHANCE}), so none is best."
     ranked = group.dropna(subset=["rank"]).sort_values("rank", kind="stable")
     if ranked.empty:
         return f"{where}, no variant has a {METRIC_NAMES[metric]} to be ranked by."
     best = ranked.iloc[0]
-    sentence = f"{where}, the best by {METRIC_NAMES[metric]} is {best['variant']} with {_interval(best, metric)}"
+    sentence = f"{where}, the best is {best['variant']} with {METRIC_NAMES[metric]} {_interval(best, metric)}"
     if len(ranked) > 1:
         second = ranked.iloc[1]
         sentence += f", ahead of {second['variant']} with {_interval(second, metric)}"
