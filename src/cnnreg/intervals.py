@@ -23,6 +23,7 @@ description of the runs at hand, not as a guarantee; the method is named beside 
 (``Interval.method``) so a reader knows which was used.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -107,10 +108,17 @@ def _range(values, bounds):
 
 def _bootstrap(values):
     """2.5th and 97.5th percentiles of the means of `RESAMPLES` seeded resamples."""
-    rng = np.random.default_rng(SEED)
-    means = values[rng.integers(0, len(values), size=(RESAMPLES, len(values)))].mean(axis=1)
+    means = values[_resamples(len(values))].mean(axis=1)
     tail = 100 * (1 - LEVEL) / 2
     return tuple(np.percentile(means, [tail, 100 - tail]))
+
+
+@functools.cache
+def _resamples(n):
+    """The `SEED`-ed resample indices for n values (the same for every quantity of n values)."""
+    indices = np.random.default_rng(SEED).integers(0, n, size=(RESAMPLES, n))
+    indices.flags.writeable = False
+    return indices
 
 
 def _t_interval(values):
