@@ -70,7 +70,7 @@ def summary_interval(values, bounds=UNBOUNDED, kind="bootstrap"):
     """
     if kind not in KINDS:
         raise ValueError(f"interval kind must be one of {KINDS}, not {kind!r}")
-    values = _finite(values)
+    values = _without_nans(values)
     if len(values) < MIN_INTERVAL:
         return _range(values, bounds)
     if kind == "bootstrap":
@@ -95,7 +95,7 @@ def paired_interval(differences, span):
     return summary_interval(differences, (-span, span), kind="t")
 
 
-def _finite(values):
+def _without_nans(values):
     values = np.asarray(values, dtype=float).ravel()
     return values[~np.isnan(values)]
 
