@@ -45,6 +45,8 @@ def learning_curves_figure(curves, title=""):
     matplotlib.figure.Figure
     """
     require_columns(curves, CURVE_COLUMNS, "curve table")
+    if curves.empty:
+        raise ValueError("the curve table has no rows: expected one per variant, metric, split and epoch")
     datasets = list(dict.fromkeys(curves["dataset"]))
     variants = list(dict.fromkeys(curves["variant"]))
     colours = dict(zip(variants, sns.color_palette("colorblind", len(variants)), strict=True))
@@ -148,6 +150,8 @@ def final_accuracies_figure(variants, title=""):
 def _compared_metrics(variants):
     """The ranking metric (C1's ``rank_by``) and final validation accuracy, once each."""
     require_columns(variants, VARIANT_COLUMNS, "variant table")
+    if variants.empty:
+        raise ValueError("the variant table has no rows: expected one per variant and panel")
     metrics = list(dict.fromkeys([variants["rank_by"].iloc[0], "final_val_accuracy"]))
     columns = [f"{m}_{part}" for m in metrics for part in ("mean", "low", "high", "interval")]
     require_columns(variants, columns, "variant table")
