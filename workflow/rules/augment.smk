@@ -6,7 +6,7 @@ rule augment_gallery:
         skimage=report(
             f"{paths.GALLERY}/skimage.png",
             caption="../report/skimage.rst",
-            category=GALLERY.get("title", "Task 5: augmentation galleries"),
+            category=GALLERY_CATEGORY,
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "gallery": "5a: scikit-image transforms"},
         ),
@@ -14,7 +14,7 @@ rule augment_gallery:
         generator=report(
             f"{paths.GALLERY}/generator.png",
             caption="../report/generator.rst",
-            category=GALLERY.get("title", "Task 5: augmentation galleries"),
+            category=GALLERY_CATEGORY,
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "gallery": "5b: training augmentation"},
         ),

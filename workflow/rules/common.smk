@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from cnnreg import paths
+from cnnreg.categories import report_categories
 from cnnreg.folders import dataset_signature, first_image
 from cnnreg.fingerprint import CODE_OF, code_digest
 from cnnreg.registry import FINE_TUNE_EPOCH, lookup
@@ -217,8 +218,9 @@ def study_features(wildcards):
     )
 
 
-def study_title(wildcards):
-    return PLAN.studies[wildcards.study].title
+def study_category(wildcards):
+    """The report category of a study's items: its title, numbered in task order."""
+    return CATEGORIES[PLAN.studies[wildcards.study].title]
 
 
 def report_labels(item):
@@ -234,6 +236,15 @@ def report_labels(item):
 
 
 GALLERY = config.get("augmentation_gallery", {})
+GALLERY_TITLE = GALLERY.get("title", "Task 5: augmentation galleries")
+# Report categories, numbered so that the report lists them in task order (`cnnreg.categories`):
+# the studies as declared, task 5's galleries where their task number puts them.
+CATEGORIES = report_categories(
+    [study.title for study in PLAN.studies.values()],
+    [GALLERY_TITLE] if GALLERY.get("datasets") else [],
+)
+# Without gallery datasets the galleries' rule never runs, and their title is no category.
+GALLERY_CATEGORY = CATEGORIES.get(GALLERY_TITLE, GALLERY_TITLE)
 
 
 def gallery_image(wildcards):
@@ -249,8 +260,13 @@ def gradcam_runs():
     return sorted({run for s in PLAN.studies.values() if s.gradcam for run in s.runs})
 
 
+def gradcam_category(wildcards):
+    """A Grad-CAM gallery's report category: that of the first study that asks for it."""
+    return CATEGORIES[gradcam_study(wildcards).title]
+
+
 def gradcam_study(wildcards):
-    """The first study that asks for this run's Grad-CAM gallery (its report category)."""
+    """The first study that asks for this run's Grad-CAM gallery."""
     return next(
         s for s in PLAN.studies.values() if s.gradcam and wildcards.run in s.runs
     )

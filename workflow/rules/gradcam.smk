@@ -8,7 +8,7 @@ rule gradcam:
         gallery=report(
             f"{paths.GRADCAM}/gallery.png",
             caption="../report/gradcam.rst",
-            category=lambda wildcards: gradcam_study(wildcards).title,
+            category=gradcam_category,
             subcategory="Grad-CAM",
             labels=lambda wildcards: {"run": wildcards.run, "item": "gallery"},
         ),
@@ -18,7 +18,7 @@ rule gradcam:
         html=report(
             f"{paths.GRADCAM}/table.html",
             caption="../report/gradcam_table.rst",
-            category=lambda wildcards: gradcam_study(wildcards).title,
+            category=gradcam_category,
             subcategory="Grad-CAM",
             labels=lambda wildcards: {
                 "run": wildcards.run,
