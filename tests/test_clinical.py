@@ -1,0 +1,94 @@
+"""Clinical metrics on hand-made confusion matrices and scores."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnnreg.clinical import auc_interval, class_rates, confusion_matrix, split_metrics
+
+
+def test_rates_of_a_hand_made_confusion_matrix():
+    # 40 melanomas (positive, class 0): 30 found; 60 nevi: 45 called nevi, 15 called melanoma.
+    matrix = [[30, 10], [15, 45]]
+    rates = class_rates(matrix, positive=0)
+    assert rates["sensitivity"] == pytest.approx(30 / 40)
+    assert rates["specificity"] == pytest.approx(45 / 60)
+    assert rates["accuracy"] == pytest.approx(75 / 100)
+    assert rates["balanced_accuracy"] == pytest.approx((30 / 40 + 45 / 60) / 2)
+    swapped = class_rates(matrix, positive=1)
+    assert swapped["sensitivity"] == pytest.approx(45 / 60)
+    assert swapped["specificity"] == pytest.approx(30 / 40)
+
+
+def test_balanced_accuracy_exposes_a_model_that_calls_everything_negative():
+    matrix = [[0, 10], [0, 90]]  # 10 positives, all missed; accuracy 0.9
+    rates = class_rates(matrix, positive=0)
+    assert rates["accuracy"] == pytest.approx(0.9)
+    assert rates["sensitivity"] == 0
+    assert rates["specificity"] == 1
+    assert rates["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_three_classes_are_one_against_the_rest():
+    matrix = [[5, 1, 0], [2, 6, 2], [0, 0, 4]]
+    rates = class_rates(matrix, positive=2)
+    assert rates["sensitivity"] == pytest.approx(1.0)
+    assert rates["specificity"] == pytest.approx((16 - 2) / 16)  # 16 negatives, 2 called class 2
+    assert rates["balanced_accuracy"] == pytest.approx(np.mean([5 / 6, 6 / 10, 4 / 4]))
+
+
+def test_confusion_matrix_counts_and_rejects_bad_indices():
+    matrix = confusion_matrix([0, 0, 1, 1, 1], [0, 1, 1, 1, 0], 2)
+    assert matrix.tolist() == [[1, 1], [1, 2]]
+    with pytest.raises(ValueError, match=r"class indices in \[0, 2\)"):
+        confusion_matrix([0, 2], [0, 1], 2)
+
+
+def _delong_by_definition(is_positive, scores):
+    """DeLong's AUC and variance from the full positive x negative comparison matrix."""
+    x, y = scores[is_positive], scores[~is_positive]
+    psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    return psi.mean(), v10.var(ddof=1) / len(x) + v01.var(ddof=1) / len(y)
+
+
+def test_auc_and_its_interval_match_delongs_definition_with_ties():
+    rng = np.random.default_rng(0)
+    is_positive = rng.random(80) < 0.3
+    scores = np.round(rng.random(80) * 0.6 + 0.4 * is_positive, 1)  # coarse scores: many ties
+    auc, low, high = auc_interval(is_positive, scores)
+    expected, variance = _delong_by_definition(is_positive, scores)
+    assert auc == pytest.approx(expected)
+    assert (low, high) == pytest.approx(
+        (expected - 1.959964 * variance**0.5, min(1, expected + 1.959964 * variance**0.5))
+    )
+    assert 0 <= low < auc < high <= 1
+
+
+def test_auc_of_perfect_separation_is_one_with_an_interval_inside_the_range():
+    auc, low, high = auc_interval([True, True, False, False, False], [0.9, 0.8, 0.1, 0.2, 0.3])
+    assert (auc, low, high) == (1.0, 1.0, 1.0)
+
+
+def test_auc_is_undefined_without_both_classes():
+    assert all(np.isnan(v) for v in auc_interval([True, True], [0.2, 0.3]))
+    auc, low, high = auc_interval([True, False, False], [0.9, 0.1, 0.2])
+    assert auc == 1.0 and np.isnan(low) and np.isnan(high)
+
+
+def test_split_metrics_read_a_predictions_table():
+    predictions = pd.DataFrame(
+        {
+            "label": [0, 0, 1, 1],
+            "prediction": [0, 1, 1, 1],
+            "prob_0": [0.9, 0.4, 0.2, 0.3],
+            "prob_1": [0.1, 0.6, 0.8, 0.7],
+        }
+    )
+    metrics = split_metrics(predictions, positive=0, prefix="test_")
+    assert metrics["test_n"] == 4
+    assert metrics["test_sensitivity"] == pytest.approx(0.5)
+    assert metrics["test_specificity"] == pytest.approx(1.0)
+    assert metrics["test_auc"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="prob_2"):
+        split_metrics(predictions, positive=2, prefix="val_")
