@@ -27,7 +27,7 @@ CODE_OF = {
         "fingerprint",
     ),
     "extract_features": ("transfer", "weights", "models", "data"),
-    "aggregate": ("tables", "history", "presentation", "plots", "aggregate", "studies"),
+    "aggregate": ("tables", "history", "presentation", "plots", "aggregate", "studies", "clinical", "run_metrics"),
     "gallery": ("galleries", "augment", "parameters"),
     "gradcam": ("gradcam", "cam_inputs", "cam_metrics", "cam_outputs", "presentation", "data"),
 }
