@@ -1,10 +1,14 @@
-"""Clinical metrics on hand-made confusion matrices and scores."""
+"""Clinical metrics on hand-made confusion matrices and scores, and the table of all runs."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from cnnreg.clinical import auc_interval, class_rates, confusion_matrix, split_metrics
+from cnnreg.run_metrics import positive_index, runs_metrics_table
+from cnnreg.studies import build_plan
 
 
 def test_rates_of_a_hand_made_confusion_matrix():
@@ -92,3 +96,47 @@ def test_split_metrics_read_a_predictions_table():
     assert metrics["test_auc"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="prob_2"):
         split_metrics(predictions, positive=2, prefix="val_")
+
+
+def _finished_run(folder, labels, probabilities, test=True):
+    """A run folder with a two-epoch history and predictions of its best model."""
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"epoch": [1, 2], "loss": [0.7, 0.5], "accuracy": [0.6, 0.8], "val_loss": [0.7, 0.6],
+         "val_accuracy": [0.55, 0.7], "lr": 1e-4, "seconds": 1.0}
+    ).to_csv(folder / "history.csv", index=False)  # fmt: skip
+    metrics = {"epochs_run": 2, "confusion_matrix": {"classes": ["Mel", "Nevi"], "matrix": [[0, 0], [0, 0]]}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    splits = ["validation", "test"] if test else ["validation"]
+    rows = [
+        {"split": split, "model": model, "file": f"{split}/{i}.png", "label": label,
+         "prediction": int(p >= 0.5), "prob_0": 1 - p, "prob_1": p}
+        for split in splits
+        for model in ("best", "final")
+        for i, (label, p) in enumerate(zip(labels, probabilities, strict=True))
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "predictions.csv", index=False)
+
+
+def test_runs_metrics_table_has_every_run_parameter_study_and_metric(lab_config, tmp_path):
+    lab_config["studies"] = {"s": {"set": {"epochs": 2}, "datasets": ["skin", "bone"], "seeds": [0]}}
+    plan = build_plan(lab_config)
+    labels, probabilities = [0, 0, 0, 1, 1, 1], [0.2, 0.3, 0.6, 0.7, 0.8, 0.4]
+    dirs = {}
+    for rid, params in plan.runs.items():
+        dirs[rid] = tmp_path / rid
+        _finished_run(dirs[rid], labels, probabilities, test=params["dataset"] == "skin")
+    table = runs_metrics_table(plan, dirs, {"skin": "Mel", "bone": None}).set_index("dataset")
+    assert set(table["run"]) == set(plan.runs) and set(table["studies"]) == {"s"}
+    assert {"lr", "batch_norm", "seed", "best_val_accuracy", "best_epoch", "final_accuracy"} <= set(table.columns)
+    skin = table.loc["skin"]
+    # Positive class Mel (index 0): 2 of 3 melanomas called Mel (p < 0.5), 2 of 3 nevi called Nevi.
+    assert skin["val_sensitivity"] == pytest.approx(2 / 3) and skin["val_specificity"] == pytest.approx(2 / 3)
+    assert skin["test_balanced_accuracy"] == pytest.approx(2 / 3)
+    assert skin["best_val_accuracy"] == pytest.approx(0.7) and skin["best_epoch"] == 2
+    assert np.isnan(table.loc["bone", "test_auc"]) and table.loc["bone", "positive_class"] == "Mel"
+
+
+def test_an_unknown_positive_class_names_the_config_key():
+    with pytest.raises(ValueError, match=r"'Melanoma' is not one of .*datasets.<name>.positive_class"):
+        positive_index(["Mel", "Nevi"], "Melanoma")
