@@ -27,7 +27,17 @@ CODE_OF = {
         "fingerprint",
     ),
     "extract_features": ("transfer", "weights", "models", "data"),
-    "aggregate": ("tables", "intervals", "history", "presentation", "plots", "aggregate", "studies"),
+    "aggregate": (
+        "tables",
+        "intervals",
+        "history",
+        "presentation",
+        "plots",
+        "aggregate",
+        "studies",
+        "clinical",
+        "run_metrics",
+    ),
     "gallery": ("galleries", "augment", "parameters"),
     "gradcam": ("gradcam", "cam_inputs", "cam_metrics", "cam_outputs", "presentation", "data"),
 }

@@ -44,3 +44,29 @@ rule summarize_study:
         code=CODE["aggregate"],
     script:
         "../scripts/summarize_study.py"
+
+
+rule runs_metrics:
+    """Every run, every parameter, its studies, and its final, best and test metrics."""
+    input:
+        histories=all_run_files("history.csv"),
+        metrics=all_run_files("metrics.json"),
+        predictions=all_run_files("predictions.csv"),
+    output:
+        report(
+            paths.RUNS_METRICS,
+            caption="../report/runs_metrics.rst",
+            category="All runs",
+        ),
+    log:
+        "logs/runs_metrics.log",
+    localrule: True
+    conda:
+        "../envs/cnnreg.yaml"
+    params:
+        plan=PLAN,
+        run_dirs={run: paths.run_dir(run) for run in PLAN.runs},
+        positive_classes=positive_classes(),
+        code=CODE["aggregate"],
+    script:
+        "../scripts/runs_metrics.py"

@@ -189,6 +189,18 @@ def study_run_files(name):
     return files
 
 
+def all_run_files(name):
+    """``name`` (history.csv, metrics.json, predictions.csv) of every run of the plan."""
+    return [paths.run_file(run, name) for run in PLAN.runs]
+
+
+def positive_classes():
+    """Dataset name → its positive class (config key ``datasets.<name>.positive_class``)."""
+    return {
+        name: spec.get("positive_class") for name, spec in config["datasets"].items()
+    }
+
+
 def study_runs(wildcards):
     study = PLAN.studies[wildcards.study]
     return {run: PLAN.runs[run] for run in compared_runs(study)}
@@ -295,4 +307,4 @@ def all_targets():
         run=gradcam_runs(),
         file=["gallery.png", "table.html"],
     )
-    return [paths.RUN_TABLE, *summaries, *galleries, *gradcams]
+    return [paths.RUN_TABLE, paths.RUNS_METRICS, *summaries, *galleries, *gradcams]
