@@ -11,10 +11,23 @@ interval, and :func:`split_metrics` does all of it for one split of a run's ``pr
 import numpy as np
 from scipy.stats import norm, rankdata
 
-__all__ = ["METRICS", "auc_interval", "class_rates", "confusion_matrix", "split_metrics"]
+__all__ = [
+    "COLUMNS",
+    "METRICS",
+    "auc_interval",
+    "class_rates",
+    "confusion_matrix",
+    "positive_index",
+    "run_clinical_metrics",
+    "split_metrics",
+]
 
 #: What `split_metrics` returns per split, each prefixed with the split (``val_``, ``test_``).
 METRICS = ("n", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auc", "auc_low", "auc_high")
+#: The splits of ``predictions.csv`` and the prefix of their metrics.
+SPLITS = {"validation": "val_", "test": "test_"}
+#: What `run_clinical_metrics` returns: ``<prefix><metric>`` per split and metric.
+COLUMNS = tuple(f"{prefix}{metric}" for prefix in SPLITS.values() for metric in METRICS)
 
 
 def confusion_matrix(labels, predictions, n_classes):
@@ -151,3 +164,44 @@ def split_metrics(predictions, positive, prefix):
     auc, low, high = auc_interval(labels == positive, predictions[f"prob_{positive}"].to_numpy())
     values = {"n": len(predictions), **class_rates(matrix, positive), "auc": auc, "auc_low": low, "auc_high": high}
     return {f"{prefix}{name}": values[name] for name in METRICS}
+
+
+def positive_index(classes, positive_class=None):
+    """Index of the positive class among a dataset's class names (default: the first class).
+
+    Raises
+    ------
+    ValueError
+        If `positive_class` is not one of `classes`, naming the config key to fix.
+    """
+    if positive_class is None:
+        return 0
+    if positive_class not in classes:
+        raise ValueError(
+            f"positive_class '{positive_class}' is not one of the dataset's classes {list(classes)} "
+            "(config key 'datasets.<name>.positive_class')"
+        )
+    return list(classes).index(positive_class)
+
+
+def run_clinical_metrics(predictions, positive):
+    """`COLUMNS` of a run, from its ``predictions.csv`` rows of the model from its chosen epoch.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        A run's predictions (columns ``split``, ``model``, ``label``, ``prediction``, ``prob_*``).
+    positive : int
+        Index of the positive class (`positive_index`).
+
+    Returns
+    -------
+    dict
+        Every key of `COLUMNS`; NaN for a split the run has no predictions of (no test split).
+    """
+    values = dict.fromkeys(COLUMNS, np.nan)
+    for split, prefix in SPLITS.items():
+        rows = predictions[(predictions["split"] == split) & (predictions["model"] == "best")]
+        if len(rows):
+            values.update(split_metrics(rows, positive, prefix))
+    return values

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cnnreg.clinical import positive_index, run_clinical_metrics
 from cnnreg.history import history_values
 from cnnreg.intervals import paired_interval, summary_interval
 from cnnreg.studies import format_value, is_baseline_run, pair_key, variant_label
@@ -22,7 +23,17 @@ COMPARED = (
     "wall_seconds",
 )
 #: Validation values compared too when the run rows have them (``val_auc`` always does).
-OPTIONAL_COMPARED = ("val_auc", "val_balanced_accuracy", "val_sensitivity", "val_specificity")
+OPTIONAL_COMPARED = (
+    "val_auc",
+    "val_balanced_accuracy",
+    "val_sensitivity",
+    "val_specificity",
+    "test_accuracy",
+    "test_balanced_accuracy",
+    "test_sensitivity",
+    "test_specificity",
+    "test_auc",
+)
 #: Per-run values whose paired difference against the study's baseline is reported (and the
 #: study's ``rank_by`` metric).
 EFFECTS = ("final_val_accuracy", "best_val_accuracy", "generalization_gap")
@@ -69,10 +80,20 @@ def interval_columns(name, interval, suffix=""):
     return {f"{name}_{statistic}{suffix}": v for statistic, v in zip(STATISTICS, values, strict=True)}
 
 
-def read_run(run_dir):
-    """(history DataFrame, metrics dict) of a finished run folder."""
+def read_run(run_dir, positive_class=None):
+    """(history DataFrame, metrics dict) of a finished run folder.
+
+    The metrics are metrics.json's with the clinical metrics (`cnnreg.clinical.COLUMNS`) of the
+    model from the run's chosen epoch, read from its predictions.csv with `positive_class` (a
+    class name, default the first class) as the positive class, and ``positive_class`` itself.
+    """
     run_dir = Path(run_dir)
-    return pd.read_csv(run_dir / "history.csv"), json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    classes = metrics["confusion_matrix"]["classes"]
+    positive = positive_index(classes, positive_class)
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    metrics.update(run_clinical_metrics(predictions, positive), positive_class=classes[positive])
+    return pd.read_csv(run_dir / "history.csv"), metrics
 
 
 def first_epoch_reaching(history, column, target):
