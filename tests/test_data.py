@@ -500,3 +500,51 @@ def test_load_cache_missing_array_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="prepare_data") as error:
         load_cache(path)
     assert str(path) in str(error.value)
+
+
+# --- the held-out test split --------------------------------------------------------------
+
+
+def add_test_split(root, counts):
+    """A test/ split, class `c`'s images gray level 60 + 100 * index of `c` (sorted)."""
+    for index, (name, n) in enumerate(sorted(counts.items())):
+        for i in range(n):
+            write_image(root / "test" / name / f"held{i}.png", gray(60 + 100 * index))
+    return root
+
+
+def test_scan_lists_a_test_split_and_an_empty_one_without_it(tmp_path):
+    root = make_tree(tmp_path / "data")
+    assert scan_dataset(root)["test"] == []
+    add_test_split(root, {"Mel": 1, "Nevi": 2})
+    listing = scan_dataset(root)
+    assert listing["test"] == [("test/Mel/held0.png", 0), ("test/Nevi/held0.png", 1), ("test/Nevi/held1.png", 1)]
+    assert len(listing["train"]) == 5 and listing["ignored"] == []
+
+
+def test_scan_test_split_must_hold_the_same_classes(tmp_path):
+    root = add_test_split(make_tree(tmp_path / "data"), {"Mel": 1, "Other": 1})
+    with pytest.raises(DatasetError, match=r"train and test of .* different class folders .*only in .*test: Other"):
+        scan_dataset(root)
+    with pytest.raises(DatasetError, match=r"class folders named in classes do not exist: .*test/Nevi"):
+        scan_dataset(root, classes=["Mel", "Nevi"])
+
+
+def test_prepare_cache_stores_the_test_split_apart(tmp_path):
+    root = make_tree(tmp_path / "data")
+    prepare_cache(root, tmp_path / "plain.npz", (8, 12), 1)
+    plain = load_cache(tmp_path / "plain.npz")
+    assert plain.x_test.shape == (0, 8, 12, 1) and plain.x_test.dtype == np.uint8
+    assert plain.y_test.shape == plain.files_test.shape == (0,)
+    add_test_split(root, {"Mel": 1, "Nevi": 2})
+    summary = prepare_cache(root, tmp_path / "held.npz", (8, 12), 1)
+    assert summary["test"] == {"Mel": 1, "Nevi": 2}
+    held = load_cache(tmp_path / "held.npz")
+    assert held.files_test.tolist() == ["test/Mel/held0.png", "test/Nevi/held0.png", "test/Nevi/held1.png"]
+    assert held.y_test.tolist() == [0, 1, 1]
+    assert np.all(held.x_test.reshape(3, -1) == (60 + 100 * held.y_test)[:, None])
+    # Train and validation are what they were without the test split; only the digest differs.
+    for key in ("x_train", "y_train", "x_val", "y_val", "files_train", "files_val"):
+        np.testing.assert_array_equal(getattr(held, key), getattr(plain, key))
+    assert not set(held.files_test) & (set(held.files_train) | set(held.files_val))
+    assert held.digest != plain.digest

@@ -39,6 +39,7 @@ SAMPLES = {
     ),
     "fine_tune": ([0, 5], [-1, 1.5]),
     "fine_tune_lr": ([1e-5], [0]),
+    "class_weight": (["none", "balanced"], ["auto", 1, None]),
 }
 # What JSON schema cannot say (an order between two numbers): the schema lets these through and
 # the plan stops them, before any job.

@@ -3,7 +3,18 @@ import yaml
 from snakemake.utils import update_config
 from workflow_helpers import REPO
 
-from cnnreg.studies import PARAMETERS, ConfigError, build_plan, normalise, run_id, runs_table
+from cnnreg.studies import (
+    PARAMETERS,
+    ConfigError,
+    build_plan,
+    normalise,
+    pair_key,
+    run_id,
+    runs_table,
+    variant_label,
+)
+
+CONFIG = (REPO / "config" / "config.yaml").read_text()
 
 
 def test_lab_config_expands_to_one_run_per_unique_parameter_set(lab_config):
@@ -185,3 +196,44 @@ def test_baseline_over_a_grid_and_variants_pairs_with_the_run_that_has_all_its_v
         }
     }
     assert len(build_plan(lab_config).studies["s"].runs) == 4  # three variants, each paired with the baseline
+
+
+def test_new_parameters_at_their_defaults_stay_out_of_run_ids(lab_config):
+    before = build_plan(lab_config)
+    lab_config["defaults"].update(class_weight="none")
+    assert set(build_plan(lab_config).runs) == set(before.runs)
+    lab_config["studies"]["task1_batchnorm"]["set"]["class_weight"] = "balanced"
+    changed = build_plan(lab_config).studies["task1_batchnorm"].runs
+    assert set(changed).isdisjoint(before.studies["task1_batchnorm"].runs)
+
+
+def test_folds_make_one_run_per_fold_paired_by_fold_and_labelled_without_it(lab_config):
+    study = lab_config["studies"]["task1_batchnorm"]
+    study.update(folds=3, seeds=[0, 1])
+    plan = build_plan(lab_config)
+    runs = [plan.runs[r] for r in plan.studies["task1_batchnorm"].runs]
+    assert len(runs) == 2 * 2 * 3  # batch norm x seeds x folds
+    assert {(p["batch_norm"], p["seed"], p["folds"], p["fold"]) for p in runs} == {
+        (bn, seed, 3, fold) for bn in (False, True) for seed in (0, 1) for fold in range(3)
+    }
+    assert plan.studies["task1_batchnorm"].varied == ("batch_norm",)
+    assert {variant_label(p, ("batch_norm",)) for p in runs} == {"batch_norm=False", "batch_norm=True"}
+    baseline = plan.studies["task1_batchnorm"].baseline
+    pairs = {pair_key(p, baseline) for p in runs}
+    assert len(pairs) == 2 * 3  # one pair per (seed, fold)
+    assert set(plan.studies["task1c_low_lr"].runs) <= set(build_plan(yaml.safe_load(CONFIG)).runs)
+
+
+@pytest.mark.parametrize("folds", [1, 0, 2.5])
+def test_folds_below_two_name_the_key(lab_config, folds):
+    lab_config["studies"]["task1_batchnorm"]["folds"] = folds
+    with pytest.raises(ConfigError, match=r"'studies.task1_batchnorm.folds': expects a number of folds K >= 2"):
+        build_plan(lab_config)
+
+
+def test_positive_class_must_be_one_of_the_classes(lab_config):
+    lab_config["datasets"]["skin"]["positive_class"] = "Mel"
+    build_plan(lab_config)
+    lab_config["datasets"]["bone"]["positive_class"] = "Nevi"
+    with pytest.raises(ConfigError, match=r"'datasets.bone.positive_class': names class 'Nevi', .*\['AFF', 'NFF'\]"):
+        build_plan(lab_config)

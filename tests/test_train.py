@@ -1,4 +1,5 @@
-"""Training runs: determinism, and resuming after a real training process is killed."""
+"""Training runs: determinism, resuming after a real training process is killed, the best
+model, held-out predictions and class weights."""
 
 import json
 import signal
@@ -11,13 +12,15 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from workflow_helpers import TINY_DEFAULTS, make_data, snakemake, write_config
+from workflow_helpers import TINY_DEFAULTS, make_data, move_to_test, snakemake, write_config
 
 from cnnreg.data import load_cache, prepare_cache
 from cnnreg.history import HISTORY_COLUMNS
+from cnnreg.predictions import ID_COLUMNS
 from cnnreg.randomness import epoch_order
+from cnnreg.registry import lookup
 from cnnreg.runlock import RunLockedError
-from cnnreg.train import make_datasets, roc_auc, train_run
+from cnnreg.train import class_weights, first_stage, make_datasets, probabilities, roc_auc, train_run
 from cnnreg.transfer import extract_dataset_features, feature_extractor
 from cnnreg.weights import write_random_weights
 
@@ -281,3 +284,90 @@ def test_transfer_run_trains_the_head_on_features_then_fine_tunes_block5(tmp_pat
         assert same != changed, name
     again = train_run("t", params, images, run_dir, features_path=features, weights_path=weights)
     assert again["final"] == metrics["final"]  # trained afresh (no checkpoint is kept), to the same values
+
+
+@pytest.fixture(scope="module")
+def held_out_cache(tmp_path_factory):
+    """The skin cache with a test split: 3 images per class moved from train/ to test/."""
+    root = tmp_path_factory.mktemp("held_out")
+    datasets = make_data(root / "data")
+    path = root / "skin.npz"
+    prepare_cache(move_to_test(datasets["skin"]["path"], 3), path, image_size=(32, 32), channels=1)
+    return path
+
+
+def _model_weights(path):
+    return keras.models.load_model(path).get_weights()
+
+
+def test_best_model_and_predictions_survive_a_kill_and_the_test_split_is_only_predicted(held_out_cache, tmp_path):
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 5}
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert _train_in_process(held_out_cache, reference, params).returncode == 0
+    history = pd.read_csv(reference / "history.csv")
+    best = int(history["epoch"][history["val_accuracy"].idxmax()])
+    metrics = json.loads((reference / "metrics.json").read_text())
+    assert metrics["best_model"]["epoch"] == metrics["best"]["epoch"] == best
+    assert best < 5  # so that the killed run below keeps its best model in the checkpoint
+
+    # best.keras is the model of the best epoch: its validation accuracy is the history's best.
+    data = load_cache(held_out_cache)
+    probs = probabilities(keras.models.load_model(reference / "best.keras"), data.x_val, 8)
+    assert (probs.argmax(axis=1) == data.y_val).mean() == pytest.approx(history["val_accuracy"].max())
+    assert metrics["best_model"]["val_accuracy"] == pytest.approx(history["val_accuracy"].max())
+
+    predictions = pd.read_csv(reference / "predictions.csv")
+    assert list(predictions.columns) == [*ID_COLUMNS, "prob_0", "prob_1"]
+    groups = {key: rows for key, rows in predictions.groupby(["split", "model"], sort=False)}
+    assert list(groups) == [("validation", "best"), ("validation", "final"), ("test", "best")]
+    for (split, _), rows in groups.items():
+        files, labels = (data.files_val, data.y_val) if split == "validation" else (data.files_test, data.y_test)
+        assert rows["file"].tolist() == files.tolist() and rows["label"].tolist() == labels.tolist()
+    np.testing.assert_allclose(predictions[["prob_0", "prob_1"]].sum(axis=1), 1, rtol=1e-12)
+    assert (predictions["prediction"] == predictions[["prob_0", "prob_1"]].to_numpy().argmax(axis=1)).all()
+    test = groups[("test", "best")]
+    assert metrics["test"]["n"] == len(data.y_test) == 6
+    assert metrics["test"]["accuracy"] == pytest.approx((test["prediction"] == test["label"]).mean())
+
+    # Killed while checkpointing the last epoch, the run resumes after the epoch before, with the
+    # best model so far in the checkpoint, and ends as the uninterrupted run did.
+    died = _train_in_process(held_out_cache, killed, params, kill_epoch=5)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    assert [p.name for p in (killed / "resume").glob("best-*")] == [f"best-epoch{best}.keras"]
+    assert _train_in_process(held_out_cache, killed, params).returncode == 0
+    for a, b in zip(_model_weights(killed / "best.keras"), _model_weights(reference / "best.keras"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "predictions.csv"), predictions, check_exact=True)
+
+
+def test_the_test_split_decides_nothing_that_is_trained(held_out_cache, tmp_path):
+    other = tmp_path / "other.npz"
+    arrays = dict(np.load(held_out_cache))
+    arrays.update(x_test=np.zeros_like(arrays["x_test"]), y_test=1 - arrays["y_test"])
+    np.savez(other, **arrays)
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "fine_tune": 0, "folds": 0, "fold": 0}
+    spec = lookup("alexnet")
+    digests = [
+        first_stage(spec, params, load_cache(path), path, None, None)[1]["data"] for path in (held_out_cache, other)
+    ]
+    assert digests[0] == digests[1]
+
+
+def test_balanced_class_weights_change_the_loss_of_imbalanced_data(cache, tmp_path):
+    arrays = dict(np.load(cache))
+    keep = np.flatnonzero((arrays["y_train"] == 0) | (np.arange(len(arrays["y_train"])) % 3 == 0))
+    arrays.update(
+        x_train=arrays["x_train"][keep], y_train=arrays["y_train"][keep], files_train=arrays["files_train"][keep]
+    )
+    imbalanced = tmp_path / "imbalanced.npz"
+    np.savez(imbalanced, **arrays)
+    counts = np.bincount(arrays["y_train"])
+    assert counts.tolist() == [12, 4]
+    assert class_weights(arrays["y_train"], ["a", "b"], "balanced") == pytest.approx({0: 16 / 24, 1: 16 / 8})
+    assert class_weights(arrays["y_train"], ["a", "b"], "none") is None
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 1}
+    losses = {}
+    for weight in ("none", "balanced"):
+        train_run("r", {**params, "class_weight": weight}, imbalanced, tmp_path / weight)
+        losses[weight] = pd.read_csv(tmp_path / weight / "history.csv")["loss"].item()
+    assert losses["none"] != pytest.approx(losses["balanced"], rel=1e-3)

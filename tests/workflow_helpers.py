@@ -52,3 +52,15 @@ def snakemake(project, *args, check=True, timeout=900, background=False):
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def move_to_test(root, per_class):
+    """Give a dataset folder a held-out ``test/`` split: the last `per_class` training images of
+    every class move there."""
+    root = Path(root)
+    for folder in sorted((root / "train").iterdir()):
+        for image in sorted(folder.iterdir())[-per_class:]:
+            target = root / "test" / folder.name / image.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.rename(target)
+    return root

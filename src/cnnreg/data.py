@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnreg.atomic import save_npz
-from cnnreg.folders import SPLITS, scan_dataset
+from cnnreg.folders import SPLITS, TEST_SPLIT, scan_dataset
 from cnnreg.images import DatasetError, _check_channels, _check_size, read_image
 
 __all__ = [
@@ -31,13 +31,18 @@ _CACHE_KEYS = (
     "y_train",
     "x_val",
     "y_val",
+    "x_test",
+    "y_test",
     "classes",
     "files_train",
     "files_val",
+    "files_test",
     "image_size",
     "channels",
     "digest",
 )
+#: The suffix of each split's arrays (``x_val``, ``y_test``, ...).
+_SUFFIX = {"train": "train", "validation": "val", TEST_SPLIT: "test"}
 _MAX_WORKERS = 8
 _SHOWN_IGNORED = 10
 
@@ -47,13 +52,15 @@ class Cache(NamedTuple):
 
     Attributes
     ----------
-    x_train, x_val : ndarray of uint8, shape (N, H, W, C)
-        Images.
-    y_train, y_val : ndarray of int64, shape (N,)
+    x_train, x_val, x_test : ndarray of uint8, shape (N, H, W, C)
+        Images. The test split is the dataset's held-out ``test/`` folder; without one,
+        ``x_test``, ``y_test`` and ``files_test`` have length 0 (``x_test`` still has the
+        image shape).
+    y_train, y_val, y_test : ndarray of int64, shape (N,)
         Label indices into `classes`.
     classes : list of str
         Class names in label order.
-    files_train, files_val : ndarray of str, shape (N,)
+    files_train, files_val, files_test : ndarray of str, shape (N,)
         Image paths relative to the dataset root, row-aligned with the images.
     digest : str
         Hex SHA-256 of the cached arrays (:func:`array_digest`): equal for equal content,
@@ -64,9 +71,12 @@ class Cache(NamedTuple):
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
     classes: list
     files_train: np.ndarray
     files_val: np.ndarray
+    files_test: np.ndarray
     digest: str
 
 
@@ -125,7 +135,8 @@ def prepare_cache(root, out_path, image_size, channels, classes=None):
     -------
     dict
         ``classes``, ``image_size``, ``channels``, ``digest``, per split
-        (``train``, ``validation``) the image count per class name, and
+        (``train``, ``validation``, and ``test`` when the dataset has one) the image
+        count per class name, and
         ``ignored``: ``count`` and the ``first`` (up to 10) of the entries
         :func:`scan_dataset` did not use.
 
@@ -139,13 +150,14 @@ def prepare_cache(root, out_path, image_size, channels, classes=None):
     _check_channels(channels)
     root = Path(root)
     listing = scan_dataset(root, classes)
-    rows = listing["train"] + listing["validation"]
+    rows = [row for split in _SUFFIX for row in listing[split]]
     images = _decode_all(root, [path for path, _ in rows], size, channels)
     arrays = {"classes": np.array(listing["classes"], dtype=str)}
-    for split, key in (("train", "train"), ("validation", "val")):
-        files, labels = zip(*listing[split], strict=True)
-        arrays[f"x_{key}"] = np.stack([images[path] for path in files])
-        arrays[f"y_{key}"] = np.array(labels, dtype=np.int64)
+    for split, key in _SUFFIX.items():
+        files = [path for path, _ in listing[split]]
+        stacked = [images[path] for path in files]
+        arrays[f"x_{key}"] = np.stack(stacked) if files else np.zeros((0, *size, channels), dtype=np.uint8)
+        arrays[f"y_{key}"] = np.array([label for _, label in listing[split]], dtype=np.int64)
         arrays[f"files_{key}"] = np.array(files, dtype=str)
     arrays["image_size"] = np.array(size, dtype=np.int64)
     arrays["channels"] = np.array(channels, dtype=np.int64)
@@ -171,7 +183,7 @@ def load_cache(path):
     ------
     DatasetError
         If the file is missing, unreadable or lacks an array (as a cache
-        written by a version of cnnreg without ``digest`` does).
+        written by a version of cnnreg without ``digest`` or the test arrays does).
     """
     path = Path(path)
     fix = "rerun the prepare_data rule to rebuild it"
@@ -189,13 +201,8 @@ def load_cache(path):
             f"or not by prepare_data); {fix}"
         )
     return Cache(
-        x_train=arrays["x_train"],
-        y_train=arrays["y_train"],
-        x_val=arrays["x_val"],
-        y_val=arrays["y_val"],
+        **{key: arrays[key] for key in Cache._fields if key not in ("classes", "digest")},
         classes=[str(name) for name in arrays["classes"]],
-        files_train=arrays["files_train"],
-        files_val=arrays["files_val"],
         digest=str(arrays["digest"]),
     )
 
@@ -224,7 +231,7 @@ def _decode_all(root, files, size, channels):
 
 def _summary(listing, size, channels, digest):
     summary = {"classes": listing["classes"], "image_size": list(size), "channels": channels, "digest": digest}
-    for split in SPLITS:
+    for split in (*SPLITS, TEST_SPLIT) if listing[TEST_SPLIT] else SPLITS:
         counts = Counter(label for _, label in listing[split])
         summary[split] = {name: counts[label] for label, name in enumerate(listing["classes"])}
     summary["ignored"] = {"count": len(listing["ignored"]), "first": listing["ignored"][:_SHOWN_IGNORED]}

@@ -25,6 +25,8 @@ CODE_OF = {
         "weights",
         "data",
         "fingerprint",
+        "folds",
+        "predictions",
     ),
     "extract_features": ("transfer", "weights", "models", "data"),
     "aggregate": (

@@ -1,7 +1,8 @@
 """Dataset folders: their layout checked, their images listed, and a cheap signature of their files.
 
-A dataset folder is laid out as ``<root>/{train,validation}/<class>/<images>``.
-:func:`scan_dataset` checks that layout and lists the images (and says what it does not use),
+A dataset folder is laid out as ``<root>/{train,validation}/<class>/<images>``, and may hold a
+held-out ``<root>/test/<class>/<images>`` with the same classes (never trained on, nor used to
+select a model). :func:`scan_dataset` checks that layout and lists the images (and says what it does not use),
 :func:`first_image` picks the image task 5's galleries show, and :func:`dataset_signature` tells
 the workflow when the files changed, without reading them.
 """
@@ -13,17 +14,21 @@ from pathlib import Path
 
 from cnnreg.images import DatasetError
 
-__all__ = ["IMAGE_SUFFIXES", "SPLITS", "dataset_signature", "first_image", "scan_dataset"]
+__all__ = ["IMAGE_SUFFIXES", "SPLITS", "TEST_SPLIT", "dataset_signature", "first_image", "scan_dataset"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+#: The splits every dataset has.
 SPLITS = ("train", "validation")
+#: The optional held-out split.
+TEST_SPLIT = "test"
 
 _LAYOUT = (
     "expected layout: <root>/train/<class>/<images> and "
     "<root>/validation/<class>/<images>, the same class folders in both, "
-    f"images ending in {', '.join(sorted(IMAGE_SUFFIXES))} (any case)"
+    f"images ending in {', '.join(sorted(IMAGE_SUFFIXES))} (any case); optionally "
+    "<root>/test/<class>/<images> with the same class folders"
 )
-_SIGNED_SPLITS = (*SPLITS, "test")
+_SIGNED_SPLITS = (*SPLITS, TEST_SPLIT)
 
 
 def scan_dataset(root, classes=None):
@@ -32,7 +37,8 @@ def scan_dataset(root, classes=None):
     Parameters
     ----------
     root : str or path-like
-        Dataset folder, laid out as ``<root>/{train,validation}/<class>/<images>``.
+        Dataset folder, laid out as ``<root>/{train,validation}/<class>/<images>``,
+        optionally with ``<root>/test/<class>/<images>``.
     classes : sequence of str, optional
         Class folder names in label order. Folders not named are ignored.
         Default: every class folder, sorted by name.
@@ -40,9 +46,10 @@ def scan_dataset(root, classes=None):
     Returns
     -------
     dict
-        ``classes`` (list of str, label order), ``train`` and ``validation``
-        (lists of ``(path, label)`` sorted by path, where `path` is the
-        POSIX-style path relative to `root` and `label` indexes `classes`) and
+        ``classes`` (list of str, label order), ``train``, ``validation`` and
+        ``test`` (lists of ``(path, label)`` sorted by path, where `path` is the
+        POSIX-style path relative to `root` and `label` indexes `classes`;
+        ``test`` is empty when there is no ``test/`` folder) and
         ``ignored`` (sorted list of the relative paths of every entry of the
         split and class folders that is not used; see Notes).
 
@@ -51,8 +58,9 @@ def scan_dataset(root, classes=None):
     DatasetError
         If the root or a split folder is missing, a symbolic link in a split or
         class folder is broken (dangling or looping), fewer than two classes are
-        found, train and validation hold different class folders, a class named
-        in `classes` has no folder, or a class folder holds no images.
+        found, train and validation (and test, if present) hold different class
+        folders, a class named in `classes` has no folder, or a class folder holds
+        no images.
 
     Notes
     -----
@@ -65,21 +73,23 @@ def scan_dataset(root, classes=None):
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist; {_LAYOUT}")
-    splits = {split: _split_entries(root, split) for split in SPLITS}
+    present = (*SPLITS, TEST_SPLIT) if (root / TEST_SPLIT).is_dir() else SPLITS
+    splits = {split: _split_entries(root, split) for split in present}
     _check_links(root, splits)
     classes = _resolve_classes(root, {split: set(found["folder"]) for split, found in splits.items()}, classes)
-    inside = {f"{split}/{name}": _entries(root / split / name) for split in SPLITS for name in classes}
+    inside = {f"{split}/{name}": _entries(root / split / name) for split in present for name in classes}
     _check_links(root, inside)
     empty = [str(root / folder) for folder, found in inside.items() if not found["image"]]
     if empty:
         raise DatasetError(f"class folders without images: {', '.join(empty)}; add images to them; {_LAYOUT}")
     listing = {"classes": classes}
-    for split in SPLITS:
+    for split in present:
         listing[split] = sorted(
             (f"{split}/{name}/{image}", label)
             for label, name in enumerate(classes)
             for image in inside[f"{split}/{name}"]["image"]
         )
+    listing.setdefault(TEST_SPLIT, [])
     listing["ignored"] = _ignored(splits, inside, classes)
     return listing
 
@@ -222,7 +232,7 @@ def _resolve_classes(root, folders, classes):
     classes = [str(name) for name in classes]
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise DatasetError(f"classes for {root} must name at least two distinct folders, got {classes}")
-    missing = [f"{root / split / name}" for split in SPLITS for name in classes if name not in folders[split]]
+    missing = [f"{root / split / name}" for split in folders for name in classes if name not in folders[split]]
     if missing:
         raise DatasetError(
             f"class folders named in classes do not exist: {', '.join(missing)}; "
@@ -232,17 +242,19 @@ def _resolve_classes(root, folders, classes):
 
 
 def _default_classes(root, folders):
-    train, validation = folders["train"], folders["validation"]
-    if train != validation:
-        only = [
-            f"only in {root / split}: {', '.join(sorted(names))}"
-            for split, names in (("train", train - validation), ("validation", validation - train))
-            if names
-        ]
-        raise DatasetError(
-            f"train and validation of {root} hold different class folders ({'; '.join(only)}); "
-            "make them match or list the classes to use in the dataset's classes"
-        )
+    train = folders["train"]
+    for split in (s for s in folders if s != "train"):
+        other = folders[split]
+        if train != other:
+            only = [
+                f"only in {root / name}: {', '.join(sorted(names))}"
+                for name, names in (("train", train - other), (split, other - train))
+                if names
+            ]
+            raise DatasetError(
+                f"train and {split} of {root} hold different class folders ({'; '.join(only)}); "
+                "make them match or list the classes to use in the dataset's classes"
+            )
     if len(train) < 2:
         raise DatasetError(
             f"dataset {root} needs at least two class folders per split, found {sorted(train) or 'none'}; {_LAYOUT}"

@@ -146,6 +146,7 @@ class Parameter:
 
 
 HEADS = ("sigmoid", "softmax")
+CLASS_WEIGHTS = ("none", "balanced")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 NAME_PATTERN = "^[A-Za-z0-9_]+$"
 MODEL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -214,6 +215,12 @@ PARAMETERS = {
         Parameter("fine_tune", int, lambda v: _is_int(v, 0), "a number of epochs, 0 for none"),
         Parameter("fine_tune_lr", float, lambda v: is_finite_real(v) and v > 0, "a positive learning rate"),
         Parameter("seed", int, lambda v: _is_int(v, 0), "a non-negative int"),
+        Parameter(
+            "class_weight", str, lambda v: v in CLASS_WEIGHTS,
+            "none, or balanced (each class's loss weighted by n / (classes x its count) in training)",
+        ),
+        Parameter("folds", int, lambda v: _is_int(v, 0) and v != 1, "0 (no cross-validation) or K >= 2 folds"),
+        Parameter("fold", int, lambda v: _is_int(v, 0), "a fold index 0..folds-1"),
     )
 }  # fmt: skip
 NAMES = tuple(PARAMETERS)

@@ -1,10 +1,13 @@
-"""A run's checkpoint: the model after its last finished epoch, the history so far, and the
-fingerprint of what they were made from.
+"""A run's checkpoint: the model after its last finished epoch, the model of its best epoch so
+far, the history so far, and the fingerprint of what they were made from.
 
 Layout of ``<run dir>/resume/``: ``fingerprint.json``, ``history.csv`` (one row per finished
-epoch) and ``state-epoch{k}.keras`` (model and optimizer after epoch k). Every file is written
-durably (`cnnreg.atomic`); the state of epoch k is written before the history that names it, and
-earlier states are removed only after both, so a crash at any point leaves a usable checkpoint.
+epoch), ``state-epoch{k}.keras`` (model and optimizer after epoch k) and ``best-epoch{b}.keras``
+(the model after epoch b, the first epoch of maximal validation accuracy so far, as
+`cnnreg.history.history_values` defines it; written only when an epoch improves on it). Every
+file is written durably (`cnnreg.atomic`); the state and best model of epoch k are written before
+the history that names it, and earlier ones are removed only after all three, so a crash at any
+point leaves a usable checkpoint, whose best model is the one its history names.
 The folder is removed once the run's outputs are written: a run that Snakemake starts again
 after it finished (forced, or because an input changed) trains afresh.
 """
@@ -20,9 +23,10 @@ import pandas as pd
 
 from cnnreg.atomic import remove_durably, write_atomic, write_text
 from cnnreg.fingerprint import differences
-from cnnreg.history import write_history
+from cnnreg.history import HISTORY_COLUMNS, history_values, write_history
 
 _STATE = re.compile(r"state-epoch(\d+)\.keras")
+_BEST = re.compile(r"best-epoch(\d+)\.keras")
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +41,10 @@ class ResumeState:
 
     def state_path(self, epoch):
         return self.folder / f"state-epoch{epoch}.keras"
+
+    def best_path(self, rows):
+        """The best model's file for the history `rows` (one or more finished epochs)."""
+        return self.folder / f"best-epoch{best_epoch(rows)}.keras"
 
     def load(self):
         """(model, history rows) of the last usable checkpoint, or (None, []) to start afresh.
@@ -53,7 +61,10 @@ class ResumeState:
             )
             return self._start_afresh()
         rows = pd.read_csv(self.history_path).to_dict("records") if self.history_path.exists() else []
-        for epoch in sorted((e for e in self._state_epochs() if e <= len(rows)), reverse=True):
+        for epoch in sorted((e for e in self._epochs(_STATE) if e <= len(rows)), reverse=True):
+            if not self.best_path(rows[:epoch]).is_file():
+                log.warning("epoch %d of %s lacks its best model; trying an earlier one", epoch, self.folder)
+                continue
             try:
                 return keras.models.load_model(self.state_path(epoch)), rows[:epoch]
             except Exception as error:  # a damaged file: fall back to an earlier state
@@ -62,15 +73,21 @@ class ResumeState:
         return self._start_afresh()
 
     def save(self, model, rows):
-        """Checkpoint after epoch ``len(rows)``; earlier states are removed once it is durable."""
+        """Checkpoint after epoch ``len(rows)``, and the model as the best one if that epoch is;
+        earlier states and best models are removed once it is durable."""
         if not self.fingerprint_path.exists():
             write_text(self.fingerprint_path, json.dumps(self.fingerprint, indent=2))
-        epoch = len(rows)
+        epoch, best = len(rows), best_epoch(rows)
         write_atomic(self.state_path(epoch), model.save)
+        if best == epoch:
+            write_atomic(self.best_path(rows), model.save)
         write_history(rows, self.history_path)
-        for older in self._state_epochs():
+        for older in self._epochs(_STATE):
             if older < epoch:
                 remove_durably(self.state_path(older))
+        for older in self._epochs(_BEST):
+            if older < best:
+                remove_durably(self.folder / f"best-epoch{older}.keras")
 
     def clear(self):
         """Remove the checkpoint (the run's outputs are complete)."""
@@ -86,5 +103,11 @@ class ResumeState:
         except (OSError, ValueError):
             return None
 
-    def _state_epochs(self):
-        return sorted(int(m.group(1)) for p in self.folder.iterdir() if (m := _STATE.fullmatch(p.name)))
+    def _epochs(self, pattern):
+        """The epochs of the files in the folder whose names match `pattern`, sorted."""
+        return sorted(int(m.group(1)) for p in self.folder.iterdir() if (m := pattern.fullmatch(p.name)))
+
+
+def best_epoch(rows):
+    """The best epoch (1-based) of history rows, as `cnnreg.history.history_values` defines it."""
+    return history_values(pd.DataFrame(rows, columns=HISTORY_COLUMNS))["best_epoch"]

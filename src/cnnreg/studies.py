@@ -2,7 +2,8 @@
 
 A *study* names a set of training runs: every run starts from the config's ``defaults``, takes the
 study's ``set`` values, one entry of ``variants`` and one point of the cartesian ``grid``, and is
-repeated for every dataset and seed. A *run* is identified by its fully resolved parameters, so
+repeated for every dataset and seed, and, with the study key ``folds: K``, for every fold
+(``folds: K``, ``fold: 0..K-1``; see `cnnreg.folds`). A *run* is identified by its fully resolved parameters, so
 the same parameters in two studies are one run, trained once.
 """
 
@@ -18,13 +19,13 @@ import pandas as pd
 from cnnreg import parameters, registry
 
 PARAMETERS = parameters.NAMES
-#: ``dataset`` and ``seed`` come from a study's ``datasets`` and ``seeds``; all others from
-#: defaults/set/variants/grid.
-STUDY_PARAMETERS = tuple(p for p in PARAMETERS if p not in ("dataset", "seed"))
+#: ``dataset``, ``seed``, ``folds`` and ``fold`` come from a study's ``datasets``, ``seeds`` and
+#: ``folds``; all others from defaults/set/variants/grid.
+STUDY_PARAMETERS = tuple(p for p in PARAMETERS if p not in ("dataset", "seed", "folds", "fold"))
 #: Parameters added after the first release, with the value every run had before them. A config's
 #: ``defaults`` may omit them, and while a run keeps these values they stay out of its id, so
 #: adding a capability reruns nothing that was already trained.
-LATER_PARAMETERS = {"fine_tune": 0, "fine_tune_lr": 1.0e-5}
+LATER_PARAMETERS = {"fine_tune": 0, "fine_tune_lr": 1.0e-5, "class_weight": "none", "folds": 0, "fold": 0}
 #: What a study's variants may be ranked by (higher is better for each); validation values only,
 #: since ranking is model selection and the test split is never used for it.
 RANK_METRICS = (
@@ -36,6 +37,9 @@ RANK_METRICS = (
     "val_specificity",
 )
 DEFAULT_RANK_BY = "best_val_accuracy"
+#: Later parameters that count only with another: the fine-tuning rate only when fine-tuning, and
+#: then even at its default (so those run ids stay as they were).
+_COUNTS_WITH = {"fine_tune_lr": "fine_tune"}
 
 
 class ConfigError(ValueError):
@@ -90,14 +94,22 @@ def normalise(params):
 
 
 def run_id(params):
-    """Stable id of a run: ``{model}-{dataset}-{hash}`` of the canonical resolved parameters."""
+    """Stable id of a run: ``{model}-{dataset}-{hash}`` of the canonical resolved parameters.
+
+    A `LATER_PARAMETERS` entry at its default is not hashed, nor is one that counts only with
+    another (`_COUNTS_WITH`) while that one is at its default.
+    """
     hashed = normalise(params)
-    if hashed.get("fine_tune", 0) == LATER_PARAMETERS["fine_tune"]:
-        for name in LATER_PARAMETERS:
-            hashed.pop(name, None)
+    left_out = [name for name in LATER_PARAMETERS if _at_later_default(hashed, _COUNTS_WITH.get(name, name))]
+    for name in left_out:
+        hashed.pop(name, None)
     canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
     return f"{registry.short_name(params['model'])}-{params['dataset']}-{digest}"
+
+
+def _at_later_default(params, name):
+    return params.get(name, LATER_PARAMETERS[name]) == LATER_PARAMETERS[name]
 
 
 def build_plan(config):
@@ -123,6 +135,7 @@ def build_plan(config):
     defaults = {**LATER_PARAMETERS, **_check_defaults(config.get("defaults", {}))}
     datasets = config.get("datasets", {})
     rank_by = _check_rank_by("rank_by", config.get("rank_by", DEFAULT_RANK_BY))
+    _check_positive_classes(datasets)
     runs, studies = {}, {}
     for name, spec in config.get("studies", {}).items():
         study_runs = _expand_study(name, spec, defaults, datasets)
@@ -141,6 +154,25 @@ def _check_rank_by(key_path, metric):
     if metric not in RANK_METRICS:
         raise ConfigError(key_path, f"{metric!r} is not a metric to rank by; expected one of {list(RANK_METRICS)}")
     return metric
+
+
+def _check_positive_classes(datasets):
+    """A dataset's ``positive_class`` is one of its ``classes`` (when they are listed)."""
+    for name, dataset in datasets.items():
+        positive, classes = dataset.get("positive_class"), dataset.get("classes")
+        if positive is not None and classes is not None and positive not in classes:
+            raise ConfigError(
+                f"datasets.{name}.positive_class",
+                f"names class {positive!r}, which is not one of the dataset's classes {list(classes)}",
+            )
+
+
+def _study_folds(path, spec):
+    """The study's ``folds`` (0 without the key): K >= 2 runs per run, one per fold."""
+    folds = spec.get("folds", 0)
+    if "folds" in spec and not (parameters.PARAMETERS["folds"].valid(folds) and folds >= 2):
+        raise ConfigError(f"{path}.folds", f"expects a number of folds K >= 2; got {folds!r}")
+    return folds
 
 
 def _check_defaults(defaults):
@@ -194,13 +226,17 @@ def _expand_study(name, spec, defaults, datasets):
                 f"{path}.datasets[{i}]",
                 f"names dataset '{dataset}', which is not under 'datasets' (known: {sorted(datasets)})",
             )
+    folds = _study_folds(path, spec)
+    fold_points = [{"folds": folds, "fold": fold} for fold in range(folds)] or [{}]
     runs = {}
     grid_points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     for dataset in spec.get("datasets", []):
         for index, variant in enumerate(variants):
             for point in grid_points:
-                for seed in spec.get("seeds", [0]):
-                    params = normalise({**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed})
+                for seed, in_fold in itertools.product(spec.get("seeds", [0]), fold_points):
+                    params = normalise(
+                        {**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed, **in_fold}
+                    )
                     _check_run(path, params, _given(path, fixed, index, variant, point))
                     runs[run_id(params)] = params
     return runs
@@ -289,7 +325,9 @@ def _check_built_model(key_path, spec, params):
 
 def _describe_study(name, spec, study_runs, rank_by):
     params = list(study_runs.values())
-    varied = tuple(p for p in PARAMETERS if p != "seed" and len({json.dumps(run[p]) for run in params}) > 1)
+    varied = tuple(
+        p for p in PARAMETERS if p not in ("seed", "fold") and len({json.dumps(run[p]) for run in params}) > 1
+    )
     baseline = normalise(spec.get("baseline", {}))
     if baseline:
         _check_baseline(f"studies.{name}.baseline", baseline, params, varied)
@@ -328,7 +366,7 @@ def is_baseline_run(params, baseline):
 
 def pair_key(params, baseline):
     """What a run shares with the baseline run it is compared with: every parameter not in ``baseline``
-    (dataset and seed included)."""
+    (dataset, seed and fold included, so a fold run pairs with the baseline's run of that fold)."""
     return json.dumps({k: v for k, v in params.items() if k not in baseline}, sort_keys=True)
 
 
@@ -350,7 +388,7 @@ def _check_baseline(path, baseline, params, varied):
 
 def variant_label(params, varied):
     """Short readable label of a run's varied parameters, e.g. ``batch_norm=True`` (the model's
-    name when only datasets and seeds vary)."""
+    name when only datasets, seeds and folds vary; a study's `varied` never holds seed or fold)."""
     shown = [p for p in varied if p != "dataset"]
     if not shown:
         return params["model"]

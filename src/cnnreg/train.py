@@ -1,4 +1,5 @@
-"""One training run: cached data → model → fit → history.csv, metrics.json, model.keras.
+"""One training run: cached data → model → fit → history.csv, metrics.json, model.keras,
+best.keras and predictions.csv.
 
 A run is resumable and reproducible. After every epoch its checkpoint is written durably to
 ``<run dir>/resume/`` (`cnnreg.resume`), with the fingerprint of what it was made from
@@ -8,12 +9,21 @@ epoch's shuffle order, augmentation draws and dropout masks are a function of (s
 alone (`cnnreg.randomness`), so a resumed run's history equals the uninterrupted run's. One
 process at a time trains a run (`cnnreg.runlock`). When the outputs are written the checkpoint
 is removed, so a run that Snakemake starts again after it finished trains afresh.
+
+The run's best epoch is the first of maximal validation accuracy; its model, kept in the
+checkpoint whenever an epoch improves on it, becomes ``best.keras``. After training, the best
+model predicts the validation split and the held-out test split (if the dataset has one), the
+final model the validation split, each once (`cnnreg.predictions`). The test split is never
+trained on nor used to choose anything. A cross-validation run (``folds`` > 0) trains and
+validates on its fold of train + validation (`cnnreg.folds`); ``class_weight: balanced`` weights
+each class's training loss by n / (k n_c), through Keras' ``class_weight``.
 """
 
 import json
 import logging
 import math
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -29,11 +39,13 @@ from cnnreg.atomic import write_atomic, write_text
 from cnnreg.augment import augment_dataset
 from cnnreg.data import array_digest, load_cache
 from cnnreg.fingerprint import run_fingerprint
+from cnnreg.folds import split_fold
 from cnnreg.history import FINAL_COLUMNS, HISTORY_COLUMNS, history_values, write_history
 from cnnreg.models import compile_model
+from cnnreg.predictions import class_probabilities, prediction_rows, scores, write_predictions
 from cnnreg.randomness import epoch_order, reseed_for_epoch
 from cnnreg.registry import lookup
-from cnnreg.resume import ResumeState
+from cnnreg.resume import ResumeState, best_epoch
 from cnnreg.runlock import run_lock
 from cnnreg.studies import LATER_PARAMETERS
 from cnnreg.transfer import feature_extractor, fine_tune_model, load_feature_cache, to_vgg_input
@@ -157,23 +169,35 @@ def roc_auc(labels, scores):
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def positive_scores(model, x, batch_size):
-    """Probability of class 1 for every input (either head)."""
-    probs = model.predict(x.astype("float32") * pixel_scale(x), batch_size=batch_size, verbose=0)
-    return probs[:, 0] if probs.shape[1] == 1 else probs[:, 1]
+def probabilities(model, x, batch_size):
+    """(N, k) class probabilities of every input (either head; see `class_probabilities`)."""
+    return class_probabilities(model.predict(x.astype("float32") * pixel_scale(x), batch_size=batch_size, verbose=0))
 
 
-def validation_metrics(model, data, batch_size):
-    """AUC and confusion matrix (rows: true class, columns: predicted) on validation data."""
-    scores = positive_scores(model, data.x_val, batch_size)
-    predicted = (scores >= 0.5).astype(int)
-    n = len(data.classes)
+def validation_metrics(predictions, classes):
+    """AUC (class 1 as positive) and confusion matrix (rows: true class, columns: predicted) of
+    the final model on validation data, from its predictions.csv rows."""
+    rows = predictions[(predictions["split"] == "validation") & (predictions["model"] == "final")]
+    n = len(classes)
     matrix = np.zeros((n, n), dtype=int)
-    np.add.at(matrix, (data.y_val, predicted), 1)
+    np.add.at(matrix, (rows["label"].to_numpy(), rows["prediction"].to_numpy()), 1)
     return {
-        "val_auc": roc_auc(data.y_val == 1, scores),
-        "confusion_matrix": {"classes": list(data.classes), "matrix": matrix.tolist()},
+        "val_auc": roc_auc(rows["label"].to_numpy() == 1, rows["prob_1"].to_numpy()),
+        "confusion_matrix": {"classes": list(classes), "matrix": matrix.tolist()},
     }
+
+
+def held_out_metrics(predictions, best_epoch):
+    """``best_model`` (its epoch, and its validation accuracy from its predictions) and, with a
+    test split, ``test`` (the best model's accuracy, loss and image count)."""
+
+    def rows(split):
+        return predictions[(predictions["split"] == split) & (predictions["model"] == "best")]
+
+    metrics = {"best_model": {"epoch": best_epoch, "val_accuracy": scores(rows("validation"))["accuracy"]}}
+    if (predictions["split"] == "test").any():
+        metrics["test"] = scores(rows("test"))
+    return metrics
 
 
 def summarise(run, params, rows):
@@ -210,10 +234,11 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
     params : dict
         Fully resolved run parameters (see `cnnreg.studies`).
     cache_path : path-like
-        The dataset cache written by `cnnreg.data.prepare_cache` (for a transfer run, only read
-        when it fine-tunes).
+        The dataset cache written by `cnnreg.data.prepare_cache`. A transfer run trains on it
+        only when it fine-tunes; it always reads the image files and the test split from it.
     run_dir : path-like
-        Folder for history.csv, metrics.json, model.keras and params.yaml.
+        Folder for history.csv, metrics.json, model.keras, best.keras, predictions.csv and
+        params.yaml.
     threads : int
         CPU threads for TensorFlow.
     started : float, optional
@@ -234,7 +259,8 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
     configure_tensorflow(threads)
     spec = lookup(params["model"])
     with run_lock(run_dir, run):
-        data, fingerprint = first_stage(spec, params, cache_path, features_path, weights_path)
+        images = fold_of(load_cache(cache_path), params)
+        data, fingerprint = first_stage(spec, params, images, cache_path, features_path, weights_path)
         state = ResumeState(run_dir / "resume", fingerprint)
         model, rows = state.load()
         total = params["epochs"] + params["fine_tune"]
@@ -245,28 +271,41 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
             log.info("resuming %s after epoch %d of %d", run, len(rows), total)
         recorder = EpochRecorder(rows, state, run_dir / "history.csv", total, params["seed"])
         fit(model, data, params, params["epochs"], recorder)
+        stages = [data]
         if params["fine_tune"]:
-            data = vgg_input(load_cache(cache_path))
+            data = vgg_input(images)
+            stages.append(data)
             if len(rows) <= params["epochs"]:
                 model = fine_tuning_model(model, params, data, weights_path)
             fit(model, data, params, total, recorder)
-        metrics = finish(run, params, model, data, rows, run_dir, recorder.first_epoch_started, started)
+        write_atomic(run_dir / "best.keras", lambda tmp: shutil.copyfile(state.best_path(rows), tmp))
+        best_stage = stages[0] if best_epoch(rows) <= params["epochs"] else stages[-1]
+        predictions = predict_held_out(
+            keras.models.load_model(run_dir / "best.keras"), best_stage, model, data, images, params["batch_size"]
+        )
+        metrics = finish(run, params, model, data, rows, run_dir, recorder.first_epoch_started, started, predictions)
         write_text(run_dir / "metrics.json", json.dumps({**metrics, "fingerprint": fingerprint}, indent=2))
         state.clear()
     return {**metrics, "fingerprint": fingerprint}
 
 
-def first_stage(spec, params, cache_path, features_path, weights_path):
+def fold_of(data, params):
+    """`data` as the run's fold sees it (unchanged without cross-validation; see `cnnreg.folds`)."""
+    return split_fold(data, params["folds"], params["fold"], params["seed"])
+
+
+def first_stage(spec, params, images, cache_path, features_path, weights_path):
     """The arrays a run trains on first (what its model's registry entry says), and the run's
     fingerprint.
 
-    A model on features trains on them; their digest covers the weights they were extracted
-    with, and a run that fine-tunes also depends on the images and the weights file.
+    `images` is the run's fold of the image cache at `cache_path`. A model on features trains on
+    its fold of them; their digest covers the weights they were extracted with, and a run that
+    fine-tunes also depends on the images and the weights file. The test split is in no digest:
+    it never decides what is trained.
     """
     if spec.inputs == "images":
-        data = load_cache(cache_path)
-        return data, run_fingerprint(params, stage_digest(data), None)
-    features = load_feature_cache(features_path)
+        return images, run_fingerprint(params, stage_digest(images), None)
+    features = fold_of(load_feature_cache(features_path), params)
     digest, weights = stage_digest(features), features.weights_md5
     if params["fine_tune"]:
         digest = array_digest({"features": np.array(digest), "images": np.array(load_cache(cache_path).digest)})
@@ -284,7 +323,7 @@ def stage_digest(data):
 
 def vgg_input(cache):
     """An image cache with its images preprocessed for VGG16 (the fine-tuning stage's input)."""
-    return cache._replace(x_train=to_vgg_input(cache.x_train), x_val=to_vgg_input(cache.x_val))
+    return cache._replace(**{key: to_vgg_input(getattr(cache, key)) for key in ("x_train", "x_val", "x_test")})
 
 
 def fine_tuning_model(head, params, data, weights_path):
@@ -292,6 +331,15 @@ def fine_tuning_model(head, params, data, weights_path):
     log.info("fine-tuning block 5 for %d epochs at lr %g", params["fine_tune"], params["fine_tune_lr"])
     extractor = feature_extractor(weights_path, data.x_train.shape[1:])
     return compile_model(fine_tune_model(extractor, head), {**params, "lr": params["fine_tune_lr"]})
+
+
+def class_weights(labels, classes, setting):
+    """Keras' ``class_weight`` of a run: None for ``none``; for ``balanced``, n / (k n_c) per
+    class c of the k `classes`, from the training `labels` (n of them, n_c of class c)."""
+    if setting == "none":
+        return None
+    counts = np.bincount(labels, minlength=len(classes))
+    return {c: len(labels) / (len(classes) * count) for c, count in enumerate(counts)}
 
 
 def fit(model, data, params, until_epoch, recorder):
@@ -307,22 +355,51 @@ def fit(model, data, params, until_epoch, recorder):
         initial_epoch=done,
         steps_per_epoch=steps,
         validation_steps=val_steps,
+        class_weight=class_weights(data.y_train, data.classes, params["class_weight"]),
         callbacks=[recorder],
         shuffle=False,
         verbose=0,
     )
 
 
+def predict_held_out(best, best_stage, final, final_stage, images, batch_size):
+    """predictions.csv rows: validation x {best, final}, then test x best when the best model's
+    stage has test inputs.
+
+    Each model is evaluated on the inputs of the stage it was trained in (images, or features
+    for a transfer head); `images` (the run's fold of the image cache) names the files.
+    Features carry no test split, so a transfer head chosen as best predicts no test images.
+    """
+    frames = [
+        prediction_rows(
+            "validation", name, images.files_val, stage.y_val, probabilities(model, stage.x_val, batch_size)
+        )
+        for name, model, stage in (("best", best, best_stage), ("final", final, final_stage))
+    ]
+    if len(getattr(best_stage, "x_test", ())):
+        frames.append(
+            prediction_rows(
+                "test", "best", images.files_test, best_stage.y_test, probabilities(best, best_stage.x_test, batch_size)
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def class_counts(data):
-    """Images per class (in ``data.classes`` order) of the training and validation data."""
+    """Images per class (in ``data.classes`` order) of the training, validation and (when there is
+    one) test data."""
     splits = {"train": data.y_train, "validation": data.y_val}
+    if len(getattr(data, "y_test", ())):
+        splits["test"] = data.y_test
     return {split: np.bincount(y, minlength=len(data.classes)).tolist() for split, y in splits.items()}
 
 
-def finish(run, params, model, data, rows, run_dir, first_epoch_started, started):
-    """Write history.csv, model.keras and params.yaml, and return metrics.json's content."""
+def finish(run, params, model, data, rows, run_dir, first_epoch_started, started, predictions):
+    """Write history.csv, model.keras, predictions.csv and params.yaml, and return metrics.json's
+    content."""
     metrics = summarise(run, params, rows)
-    metrics.update(validation_metrics(model, data, params["batch_size"]))
+    metrics.update(validation_metrics(predictions, data.classes))
+    metrics.update(held_out_metrics(predictions, metrics["best"]["epoch"]))
     metrics["class_counts"] = class_counts(data)
     trained = metrics["wall_seconds"]
     metrics["train_images_per_second"] = len(data.x_train) * len(rows) / trained if trained else None
@@ -331,5 +408,6 @@ def finish(run, params, model, data, rows, run_dir, first_epoch_started, started
     metrics["versions"] = versions()
     write_history(rows, run_dir / "history.csv")
     write_atomic(run_dir / "model.keras", model.save)
+    write_predictions(predictions, run_dir / "predictions.csv")
     write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     return metrics

@@ -15,13 +15,17 @@ rule run_table:
 
 
 rule train:
-    """One run: fit the model, writing history.csv epoch by epoch; resumes after a kill."""
+    """One run: fit the model, writing history.csv epoch by epoch; resumes after a kill. Its best
+    epoch's model and the held-out predictions are written at the end."""
     input:
         unpack(train_inputs),
+        images=run_cache,
     output:
         history=paths.run_file("{run}", "history.csv"),
         metrics=paths.run_file("{run}", "metrics.json"),
         model=paths.run_file("{run}", "model.keras"),
+        best=paths.run_file("{run}", "best.keras"),
+        predictions=paths.run_file("{run}", "predictions.csv"),
         params=paths.run_file("{run}", "params.yaml"),
     log:
         "logs/train/{run}.log",

@@ -12,7 +12,7 @@ exit_on_sigterm()
 train_run(
     snakemake.wildcards.run,
     snakemake.params.run,
-    snakemake.input.get("cache"),
+    snakemake.input.images,
     run_dir=snakemake.params.run_dir,
     threads=snakemake.threads,
     started=started,
