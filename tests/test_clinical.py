@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnnreg.clinical import auc_interval, class_rates, confusion_matrix, split_metrics
-from cnnreg.run_metrics import positive_index, runs_metrics_table
+from cnnreg.clinical import auc_interval, class_rates, confusion_matrix, positive_index, split_metrics
+from cnnreg.run_metrics import runs_metrics_table
 from cnnreg.studies import build_plan
 
 
@@ -105,7 +105,7 @@ def _finished_run(folder, labels, probabilities, test=True):
         {"epoch": [1, 2], "loss": [0.7, 0.5], "accuracy": [0.6, 0.8], "val_loss": [0.7, 0.6],
          "val_accuracy": [0.55, 0.7], "lr": 1e-4, "seconds": 1.0}
     ).to_csv(folder / "history.csv", index=False)  # fmt: skip
-    metrics = {"epochs_run": 2, "confusion_matrix": {"classes": ["Mel", "Nevi"], "matrix": [[0, 0], [0, 0]]}}
+    metrics = {"epochs_run": 2, "confusion_matrix": {"classes": ["Mel", "Nevi"]}, "class_counts": {"train": [50, 50]}}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     splits = ["validation", "test"] if test else ["validation"]
     rows = [
@@ -135,6 +135,7 @@ def test_runs_metrics_table_has_every_run_parameter_study_and_metric(lab_config,
     assert skin["test_balanced_accuracy"] == pytest.approx(2 / 3)
     assert skin["best_val_accuracy"] == pytest.approx(0.7) and skin["best_epoch"] == 2
     assert np.isnan(table.loc["bone", "test_auc"]) and table.loc["bone", "positive_class"] == "Mel"
+    assert table["learned"].all()  # training accuracy 0.8 against a majority rate of 0.5 on 100 images
 
 
 def test_an_unknown_positive_class_names_the_config_key():

@@ -19,9 +19,10 @@ from cnnreg.tables import curve_table, summarise_study
 from cnnreg.train import class_counts
 
 
-def write_run(folder, val_accuracy, accuracy=None, seconds=1.0, class_counts=(500, 500), val_auc=0.5):
+def write_run(folder, val_accuracy, accuracy=None, seconds=1.0, class_counts=(500, 500), val_auc=0.5, negatives=10):
     """A finished run folder whose history has the given per-epoch validation accuracies; it
-    trained on ``class_counts`` images per class."""
+    trained on ``class_counts`` images per class, and its predictions of 10 validation images of
+    the positive class and `negatives` others have the AUC `val_auc` (in [0.5, 1])."""
     folder.mkdir(parents=True)
     epochs = len(val_accuracy)
     accuracy = accuracy if accuracy is not None else [min(1.0, v + 0.1) for v in val_accuracy]
@@ -38,8 +39,24 @@ def write_run(folder, val_accuracy, accuracy=None, seconds=1.0, class_counts=(50
         columns=HISTORY_COLUMNS,
     )
     history.to_csv(folder / "history.csv", index=False)
-    counts = {"train": list(class_counts), "validation": [10, 10]}
-    (folder / "metrics.json").write_text(json.dumps({"epochs_run": epochs, "val_auc": val_auc, "class_counts": counts}))
+    counts = {"train": list(class_counts), "validation": [10, negatives]}
+    metrics = {"epochs_run": epochs, "class_counts": counts, "confusion_matrix": {"classes": ["Mel", "Nevi"]}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    write_predictions(folder, val_auc, negatives)
+
+
+def write_predictions(folder, val_auc, negatives):
+    """Positives score 0.5; of the negatives, 20 * val_auc - 10 score below them, the rest tie."""
+    below = round(20 * val_auc - 10) if negatives else 0
+    scores = [0.5] * 10 + [0.2] * below + [0.5] * (negatives - below)
+    labels = [0] * 10 + [1] * negatives
+    rows = [
+        {"split": "validation", "model": model, "file": f"{i}.png", "label": label, "prediction": int(p < 0.5),
+         "prob_0": p, "prob_1": 1 - p}
+        for model in ("best", "final")
+        for i, (label, p) in enumerate(zip(labels, scores, strict=True))
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "predictions.csv", index=False)
 
 
 def plan_for(lab_config, studies):
@@ -341,9 +358,12 @@ def test_rank_by_is_checked_at_the_edge(lab_config, tmp_path):
     with pytest.raises(ConfigError, match="'test_accuracy' is not a metric to rank by; expected one of") as error:
         dropout_study(lab_config, rank_by="test_accuracy")
     assert error.value.key_path == "studies.d.rank_by"
-    plan, study = dropout_study(lab_config, rank_by="val_sensitivity")  # not in these runs' rows
-    with pytest.raises(ValueError, match=r"rank_by 'val_sensitivity' is not a column .* 'val_auc'"):
-        summarise_study(study, plan.runs, write_auc_runs(tmp_path, plan, study))
+    plan, study = dropout_study(lab_config, rank_by="val_specificity")  # no negatives: undefined
+    dirs = write_dropout_runs(tmp_path, plan, study, lambda folder, *_: write_run(folder, [0.5, 0.9], negatives=0))
+    with pytest.raises(
+        ValueError, match=r"rank_by 'val_specificity' has no values in these runs; they have .* 'val_sensitivity'"
+    ):
+        summarise_study(study, plan.runs, dirs)
 
 
 def test_curve_bands_are_ranges_for_two_seeds_and_stay_within_accuracy(lab_config, tmp_path):
@@ -364,15 +384,17 @@ def test_curve_bands_are_ranges_for_two_seeds_and_stay_within_accuracy(lab_confi
 
 def test_class_counts_are_per_class_in_label_order():
     data = Cache(*[None] * len(Cache._fields))._replace(
-        y_train=np.array([1, 1, 0, 1]), y_val=np.array([1, 1]), classes=["Mel", "Nevi"]
+        y_train=np.array([1, 1, 0, 1]), y_val=np.array([1, 1]), y_test=np.array([], int), classes=["Mel", "Nevi"]
     )
     assert class_counts(data) == {"train": [1, 3], "validation": [0, 2]}
+    tested = data._replace(y_test=np.array([0, 0, 1]))
+    assert class_counts(tested) == {"train": [1, 3], "validation": [0, 2], "test": [2, 1]}
 
 
 def test_a_run_without_class_counts_says_what_is_missing(lab_config, tmp_path):
     plan, study = dropout_study(lab_config, seeds=(0,))
     dirs = write_dropout_runs(tmp_path, plan, study, lambda folder, dropout, seed: write_run(folder, [0.5, 0.6]))
     for folder in dirs.values():
-        (folder / "metrics.json").write_text(json.dumps({"epochs_run": 2, "val_auc": 0.5}))
+        (folder / "metrics.json").write_text(json.dumps({"epochs_run": 2, "confusion_matrix": {"classes": ["A", "B"]}}))
     with pytest.raises(ValueError, match="has no class_counts.train"):
         summarise_study(study, plan.runs, dirs)

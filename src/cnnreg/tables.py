@@ -22,7 +22,7 @@ COMPARED = (
     "best_epoch",
     "wall_seconds",
 )
-#: Validation values compared too when the run rows have them (``val_auc`` always does).
+#: Clinical values (`cnnreg.clinical`) of the chosen-epoch model, compared when some run has them.
 OPTIONAL_COMPARED = (
     "val_auc",
     "val_balanced_accuracy",
@@ -189,16 +189,17 @@ def _is_baseline(table, study, runs):
 
 
 def compared_columns(table):
-    """The compared values the run rows have: `COMPARED` and those of `OPTIONAL_COMPARED` present."""
-    return [*COMPARED, *(c for c in OPTIONAL_COMPARED if c in table)]
+    """The compared values the run rows have: `COMPARED` and those of `OPTIONAL_COMPARED` some run
+    has (test values only where the dataset has a test split)."""
+    return [*COMPARED, *(c for c in OPTIONAL_COMPARED if c in table and table[c].notna().any())]
 
 
 def check_rank_by(table, rank_by):
-    """The run rows have the ``rank_by`` metric; say which they have if not."""
-    if rank_by not in table:
+    """The run rows have values of the ``rank_by`` metric; say which they have if not."""
+    if rank_by not in compared_columns(table):
         raise ValueError(
-            f"rank_by '{rank_by}' is not a column of the run rows; they have {compared_columns(table)} (the clinical "
-            "metrics need the runs' validation predictions)"
+            f"rank_by '{rank_by}' has no values in these runs; they have {compared_columns(table)} (a clinical "
+            "metric is undefined where the validation split lacks a class)"
         )
 
 
