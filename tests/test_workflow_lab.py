@@ -112,15 +112,18 @@ def test_vgg_grid_is_ranked_at_each_epoch_read(project):
     variants = pd.read_csv(project["root"] / "results/studies/vgg_grid/final.csv")
     assert sorted(set(variants["at_epoch"])) == [2, 3]
     assert len(variants) == 4 * 2
-    for _, group in variants.groupby("at_epoch"):
-        assert sorted(group["rank"]) == sorted(group["best_val_accuracy_mean"].rank(ascending=False, method="min"))
     answer = (project["root"] / "results/studies/vgg_grid/answer.txt").read_text()
-    assert "On skin at epoch 2, the best is" in answer and "On skin at epoch 3, the best is" in answer
+    for at_epoch, group in variants.groupby("at_epoch"):
+        ranked = group[~group["did_not_learn"]]
+        assert list(ranked["rank"]) == list(ranked["best_val_accuracy_mean"].rank(ascending=False, method="min"))
+        assert group.loc[group["did_not_learn"], "rank"].isna().all()
+        verdict = "the best is" if len(ranked) else "no variant learned"  # tiny runs may stay at chance
+        assert f"On skin at epoch {at_epoch}, {verdict}" in answer
 
 
 def test_augmentation_effect_and_transfer_comparison(project):
     answer = (project["root"] / "results/studies/augmentation/answer.txt").read_text()
-    assert "augment=lab against augment=none (paired by seed, n=2)" in answer
+    assert "augment=lab against augment=none (paired by seed, n = 2 pairs)" in answer
     page = (project["root"] / "results/studies/transfer/summary.html").read_text()
     assert "Compared with augmentation" in page
     assert "Features the heads trained on" in page
