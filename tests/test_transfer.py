@@ -7,11 +7,14 @@ import h5py
 import imageio.v3 as iio
 import keras
 import numpy as np
+import pandas as pd
 import pytest
+from workflow_helpers import TINY_DEFAULTS, make_data, move_to_test
 
-from cnnreg.data import prepare_cache
+from cnnreg.data import load_cache, prepare_cache
 from cnnreg.images import DatasetError
 from cnnreg.models import transfer_head
+from cnnreg.train import probabilities, stage_digest, train_run
 from cnnreg.transfer import (
     extract_dataset_features,
     extract_features,
@@ -134,6 +137,7 @@ def test_feature_cache_round_trip(weights, tmp_path):
     assert cache.classes == ["cat", "dog"]
     assert cache.weights_md5 == file_md5(weights) and cache.imagenet is False
     assert cache.image_size == (32, 32)
+    assert cache.x_test.shape == (0, 1, 1, 512) and cache.y_test.shape == (0,)  # no test split given
     assert [p.name for p in path.parent.iterdir()] == ["features.npz"]  # no temporary left behind
 
 
@@ -156,11 +160,27 @@ def test_feature_cache_rejects_mismatched_labels(weights, tmp_path):
     x, y = features_and_labels(6)
     with pytest.raises(ValueError, match="N labels"):
         write_feature_cache(tmp_path / "f.npz", x, y[:5], x, y, ["a", "b"], weights, 32)
+    with pytest.raises(ValueError, match="train and test features differ"):
+        write_feature_cache(
+            tmp_path / "f.npz", x, y, x, y, ["a", "b"], weights, 32, features_test=x[:, :, :, :3], y_test=y
+        )
+    with pytest.raises(ValueError, match="given together"):
+        write_feature_cache(tmp_path / "f.npz", x, y, x, y, ["a", "b"], weights, 32, features_test=x)
 
 
-def test_extract_dataset_features(weights, tmp_path):
+def test_the_feature_stage_digest_ignores_the_test_split(weights, tmp_path):
+    x, y = features_and_labels(6)
+    digests = []
+    for name, test in (("none", {}), ("some", {"features_test": x[:2], "y_test": y[:2]})):
+        write_feature_cache(tmp_path / f"{name}.npz", x, y, x, y, ["a", "b"], weights, 32, **test)
+        digests.append(stage_digest(load_feature_cache(tmp_path / f"{name}.npz")))
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize("n_test", [0, 2])
+def test_extract_dataset_features(weights, tmp_path, n_test):
     rng = np.random.default_rng(0)
-    for split, count in (("train", 3), ("validation", 2)):
+    for split, count in (("train", 3), ("validation", 2), ("test", n_test)):
         for name in ("neg", "pos"):
             for i in range(count):
                 path = tmp_path / "data" / split / name / f"{i}.png"
@@ -168,12 +188,17 @@ def test_extract_dataset_features(weights, tmp_path):
                 iio.imwrite(path, rng.integers(0, 256, (40, 40), dtype=np.uint8))
     prepare_cache(tmp_path / "data", tmp_path / "images.npz", 32, 1)
     summary = extract_dataset_features(tmp_path / "images.npz", tmp_path / "features.npz", weights, batch_size=4)
-    assert summary["n_train"] == 6 and summary["n_val"] == 4
+    assert summary["n_train"] == 6 and summary["n_val"] == 4 and summary["n_test"] == 2 * n_test
     assert summary["feature_shape"] == [1, 1, 512] and summary["image_size"] == [32, 32]
     assert summary["imagenet"] is False and summary["images_per_second"] > 0
     cache = load_feature_cache(tmp_path / "features.npz")
     assert cache.x_train.shape == (6, 1, 1, 512) and cache.classes == ["neg", "pos"]
     assert cache.y_train.tolist() == [0, 0, 0, 1, 1, 1]
+    images_cache = load_cache(tmp_path / "images.npz")
+    assert cache.x_test.shape == (2 * n_test, 1, 1, 512) and cache.x_test.dtype == np.float32
+    assert cache.y_test.tolist() == images_cache.y_test.tolist() == [0] * n_test + [1] * n_test
+    expected = extract_features(feature_extractor(weights, (32, 32, 3)), images_cache.x_test)
+    np.testing.assert_allclose(cache.x_test, expected, rtol=1e-5, atol=1e-5)  # the test images' own features
 
 
 # --- head and fine-tuning ------------------------------------------------------------------------
@@ -242,3 +267,40 @@ def test_fine_tune_checks_inputs(weights):
         fine_tune_model(extractor, transfer_head((1, 1, 512)))
     with pytest.raises(ValueError, match="trainable_from"):
         fine_tune_model(extractor, transfer_head((2, 2, 512)), trainable_from="block9_conv1")
+
+
+def test_a_transfer_head_predicts_the_test_split_with_its_best_model(tmp_path):
+    datasets = make_data(tmp_path / "data")
+    images = tmp_path / "skin-32x32x3.npz"
+    prepare_cache(move_to_test(datasets["skin"]["path"], 3), images, image_size=(32, 32), channels=3)
+    weights = write_random_weights(tmp_path / "vgg16.weights.h5", seed=2)
+    features = tmp_path / "features.npz"
+    extract_dataset_features(images, features, weights)
+    params = {
+        **TINY_DEFAULTS, "model": "vgg16_imagenet", "dense": [8], "dropout": 0.5, "channels": 3, "epochs": 3,
+        "fine_tune": 0, "dataset": "skin", "seed": 0,
+    }  # fmt: skip
+    run_dir = tmp_path / "run"
+    metrics = train_run("t", params, images, run_dir, features_path=features, weights_path=weights)
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    groups = {key: rows for key, rows in predictions.groupby(["split", "model"], sort=False)}
+    assert list(groups) == [("validation", "best"), ("validation", "final"), ("test", "best")]
+    data, cached = load_cache(images), load_feature_cache(features)
+    test = groups[("test", "best")]
+    assert test["file"].tolist() == data.files_test.tolist() and len(test) == 6
+    assert test["label"].tolist() == data.y_test.tolist()
+    expected = probabilities(keras.models.load_model(run_dir / "best.keras"), cached.x_test, 8)
+    np.testing.assert_allclose(test[["prob_0", "prob_1"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert metrics["best"]["epoch"] < 3  # so that the final model's test predictions are another model's:
+    final = probabilities(keras.models.load_model(run_dir / "model.keras"), cached.x_test, 8)
+    assert np.abs(final - expected).max() > 1e-4
+    assert metrics["test"]["n"] == 6
+    assert metrics["test"]["accuracy"] == pytest.approx((test["prediction"] == test["label"]).mean())
+
+    # Features of another image cache's test split are refused, not paired with these files.
+    write_feature_cache(
+        features, cached.x_train, cached.y_train, cached.x_val, cached.y_val, cached.classes, weights, 32,
+        features_test=cached.x_test[:4], y_test=cached.y_test[:4],
+    )  # fmt: skip
+    with pytest.raises(DatasetError, match="rerun the extract_features rule"):
+        train_run("t", params, images, tmp_path / "other", features_path=features, weights_path=weights)

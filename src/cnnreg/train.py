@@ -41,6 +41,7 @@ from cnnreg.data import array_digest, load_cache
 from cnnreg.fingerprint import run_fingerprint
 from cnnreg.folds import split_fold
 from cnnreg.history import FINAL_COLUMNS, HISTORY_COLUMNS, history_values, write_history
+from cnnreg.images import DatasetError
 from cnnreg.models import compile_model
 from cnnreg.predictions import class_probabilities, prediction_rows, scores, write_predictions
 from cnnreg.randomness import epoch_order, reseed_for_epoch
@@ -363,20 +364,31 @@ def fit(model, data, params, until_epoch, recorder):
 
 
 def predict_held_out(best, best_stage, final, final_stage, images, batch_size):
-    """predictions.csv rows: validation x {best, final}, then test x best when the best model's
-    stage has test inputs.
+    """predictions.csv rows: validation x {best, final}, then test x best when the dataset has a
+    test split.
 
     Each model is evaluated on the inputs of the stage it was trained in (images, or features
-    for a transfer head); `images` (the run's fold of the image cache) names the files.
-    Features carry no test split, so a transfer head chosen as best predicts no test images.
+    for a transfer head; a feature cache holds the test split's features too); `images` (the
+    run's fold of the image cache) names the files.
+
+    Raises
+    ------
+    DatasetError
+        If the best model's stage holds other test labels than `images` (a feature cache
+        extracted from another image cache).
     """
+    if not np.array_equal(best_stage.y_test, images.y_test):
+        raise DatasetError(
+            f"the {len(best_stage.y_test)} test labels of the best model's inputs differ from the "
+            f"{len(images.y_test)} of the image cache (features of another cache?); rerun the extract_features rule"
+        )
     frames = [
         prediction_rows(
             "validation", name, images.files_val, stage.y_val, probabilities(model, stage.x_val, batch_size)
         )
         for name, model, stage in (("best", best, best_stage), ("final", final, final_stage))
     ]
-    if len(getattr(best_stage, "x_test", ())):
+    if len(best_stage.x_test):
         frames.append(
             prediction_rows(
                 "test", "best", images.files_test, best_stage.y_test, probabilities(best, best_stage.x_test, batch_size)

@@ -3,7 +3,8 @@
 VGG16 without its top (``include_top=False``) turns every image into a ``(h, w, 512)`` block of
 features. Those never change while the head trains, so :func:`extract_dataset_features` computes
 them once per dataset into a feature cache (:func:`write_feature_cache`, :func:`load_feature_cache`)
-that every head-training run reads; only the head (`cnnreg.models.transfer_head`) is trained on it.
+that every head-training run reads (the held-out test split too, which the head only predicts); only
+the head (`cnnreg.models.transfer_head`) is trained on it.
 :func:`fine_tune_model` goes beyond the lab: the trained head on top of VGG16 with block 5 unfrozen.
 The weights file VGG16 is loaded from, and how to get it, are `cnnreg.weights`' concern.
 """
@@ -46,7 +47,10 @@ __all__ = [
 #: Smallest height and width VGG16 accepts (five 2×2 poolings).
 MIN_SIZE = 32
 
-_FEATURE_KEYS = ("x_train", "y_train", "x_val", "y_val", "classes", "weights_md5", "imagenet", "image_size")
+_FEATURE_KEYS = (
+    "x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "classes", "weights_md5", "imagenet", "image_size"
+)  # fmt: skip
+_SPLITS = ("train", "val", "test")
 _FEATURE_FIX = "delete it and rerun the extract_features rule to rebuild it"
 _READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
@@ -56,9 +60,10 @@ class FeatureCache(NamedTuple):
 
     Attributes
     ----------
-    x_train, x_val : ndarray of float32, shape (N, h, w, 512)
-        Features.
-    y_train, y_val : ndarray of int64, shape (N,)
+    x_train, x_val, x_test : ndarray of float32, shape (N, h, w, 512)
+        Features. The test split is the image cache's held-out one (`cnnreg.data.Cache`); without
+        one, ``x_test`` and ``y_test`` have length 0 (``x_test`` still has the feature shape).
+    y_train, y_val, y_test : ndarray of int64, shape (N,)
         Label indices into `classes`.
     classes : list of str
         Class names in label order.
@@ -74,6 +79,8 @@ class FeatureCache(NamedTuple):
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
     classes: list
     weights_md5: str
     imagenet: bool
@@ -248,7 +255,19 @@ def fine_tune_model(extractor, head, trainable_from="block5_conv1"):
 # --- feature cache ---------------------------------------------------------------------------
 
 
-def write_feature_cache(path, features_train, y_train, features_val, y_val, classes, weights_path, image_size):
+def write_feature_cache(
+    path,
+    features_train,
+    y_train,
+    features_val,
+    y_val,
+    classes,
+    weights_path,
+    image_size,
+    *,
+    features_test=None,
+    y_test=None,
+):
     """Write extracted features to one ``.npz`` file, atomically.
 
     Parameters
@@ -265,36 +284,37 @@ def write_feature_cache(path, features_train, y_train, features_val, y_val, clas
         The weights file the features came from; its md5 and whether it is ImageNet are stored.
     image_size : int or (int, int)
         Height and width of the images the features came from.
+    features_test, y_test : ndarray, optional
+        Features and labels of the held-out test split, both or neither; without them the cache
+        stores a test split of length 0.
     """
-    features = {
-        "train": np.asarray(features_train, dtype=np.float32),
-        "val": np.asarray(features_val, dtype=np.float32),
-    }
-    labels = {"train": np.asarray(y_train, dtype=np.int64), "val": np.asarray(y_val, dtype=np.int64)}
-    for split in ("train", "val"):
-        if features[split].ndim != 4 or labels[split].shape != (len(features[split]),):
+    if (features_test is None) != (y_test is None):
+        raise ValueError("features_test and y_test must be given together (or neither, for no test split)")
+    if features_test is None:
+        features_test, y_test = np.zeros((0, *np.shape(features_train)[1:])), np.zeros(0)
+    given = {"train": (features_train, y_train), "val": (features_val, y_val), "test": (features_test, y_test)}
+    arrays = {}
+    for split, (x, y) in given.items():  # train first: the others' feature shape is checked against it
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        if x.ndim != 4 or y.shape != (len(x),):
             raise ValueError(
-                f"{split} features must be (N, h, w, C) with N labels, "
-                f"got features {features[split].shape} and labels {labels[split].shape}"
+                f"{split} features must be (N, h, w, C) with N labels, got features {x.shape} and labels {y.shape}"
             )
-    if features["train"].shape[1:] != features["val"].shape[1:]:
-        raise ValueError(
-            f"train and val features differ in shape: {features['train'].shape[1:]} vs {features['val'].shape[1:]}"
-        )
+        if split != "train" and x.shape[1:] != arrays["x_train"].shape[1:]:
+            raise ValueError(
+                f"train and {split} features differ in shape: {arrays['x_train'].shape[1:]} vs {x.shape[1:]}"
+            )
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
     size = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
     if len(size) != 2:
         raise ValueError(f"image_size must be an int or [height, width], got {image_size!r}")
     md5 = file_md5(weights_path)
-    arrays = {
-        "x_train": features["train"],
-        "y_train": labels["train"],
-        "x_val": features["val"],
-        "y_val": labels["val"],
-        "classes": np.array([str(name) for name in classes], dtype=str),
-        "weights_md5": np.array(md5),
-        "imagenet": np.array(md5 == IMAGENET_MD5),
-        "image_size": np.array(size, dtype=np.int64),
-    }
+    arrays.update(
+        classes=np.array([str(name) for name in classes], dtype=str),
+        weights_md5=np.array(md5),
+        imagenet=np.array(md5 == IMAGENET_MD5),
+        image_size=np.array(size, dtype=np.int64),
+    )
     save_npz(path, arrays)
 
 
@@ -304,8 +324,9 @@ def load_feature_cache(path):
     Raises
     ------
     DatasetError
-        If the file is missing, truncated, unreadable or lacks an array; the message names the
-        file and says to delete it and rerun the extract_features rule.
+        If the file is missing, truncated, unreadable or lacks an array (as one written before
+        feature caches held the test split does), or its splits' shapes disagree; the message
+        names the file and says to delete it and rerun the extract_features rule.
     """
     path = Path(path)
     if not path.is_file():
@@ -319,17 +340,15 @@ def load_feature_cache(path):
     except _READ_ERRORS as error:
         reason = error.args[0] if isinstance(error, KeyError) and error.args else error
         raise DatasetError(f"feature cache {path} is unreadable or incomplete ({reason}); {_FEATURE_FIX}") from error
-    for split in ("train", "val"):
+    for split in _SPLITS:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 4 or y.shape != (len(x),):
+        if x.ndim != 4 or y.shape != (len(x),) or x.shape[1:] != arrays["x_train"].shape[1:]:
             raise DatasetError(
-                f"feature cache {path} holds {split} features {x.shape} with labels {y.shape}; {_FEATURE_FIX}"
+                f"feature cache {path} holds {split} features {x.shape} with labels {y.shape} "
+                f"(train features: {arrays['x_train'].shape}); {_FEATURE_FIX}"
             )
     return FeatureCache(
-        x_train=arrays["x_train"],
-        y_train=arrays["y_train"],
-        x_val=arrays["x_val"],
-        y_val=arrays["y_val"],
+        **{key: arrays[key] for split in _SPLITS for key in (f"x_{split}", f"y_{split}")},
         classes=[str(name) for name in arrays["classes"]],
         weights_md5=str(arrays["weights_md5"]),
         imagenet=bool(arrays["imagenet"]),
@@ -356,9 +375,9 @@ def extract_dataset_features(image_cache_path, out_path, weights_path, batch_siz
     Returns
     -------
     dict
-        For logging: ``n_train``, ``n_val``, ``feature_shape`` (list), ``image_size`` (list),
-        ``weights`` (path), ``imagenet`` (bool), ``seconds`` (extraction only) and
-        ``images_per_second``.
+        For logging: ``n_train``, ``n_val``, ``n_test`` (0 without a test split),
+        ``feature_shape`` (list), ``image_size`` (list), ``weights`` (path), ``imagenet`` (bool),
+        ``seconds`` (extraction only) and ``images_per_second``.
     """
     cache = load_cache(image_cache_path)
     path = resolve_weights_path(weights_path)
@@ -367,12 +386,25 @@ def extract_dataset_features(image_cache_path, out_path, weights_path, batch_siz
     started = time.perf_counter()
     train = extract_features(extractor, cache.x_train, batch_size)
     val = extract_features(extractor, cache.x_val, batch_size)
+    test = extract_features(extractor, cache.x_test, batch_size)
     seconds = time.perf_counter() - started
-    write_feature_cache(out_path, train, cache.y_train, val, cache.y_val, cache.classes, path, size)
-    n = len(train) + len(val)
+    write_feature_cache(
+        out_path,
+        train,
+        cache.y_train,
+        val,
+        cache.y_val,
+        cache.classes,
+        path,
+        size,
+        features_test=test,
+        y_test=cache.y_test,
+    )
+    n = len(train) + len(val) + len(test)
     return {
         "n_train": len(train),
         "n_val": len(val),
+        "n_test": len(test),
         "feature_shape": list(train.shape[1:]),
         "image_size": list(size),
         "weights": str(path),
