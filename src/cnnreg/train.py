@@ -309,7 +309,7 @@ def first_stage(spec, params, images, cache_path, features_path, weights_path):
     features = fold_of(load_feature_cache(features_path), params)
     digest, weights = stage_digest(features), features.weights_md5
     if params["fine_tune"]:
-        digest = array_digest({"features": np.array(digest), "images": np.array(stage_digest(load_cache(cache_path)))})
+        digest = array_digest({"features": np.array(digest), "images": np.array(stage_digest(images))})
         weights = file_md5(weights_path)
     return features, run_fingerprint(params, digest, weights)
 
