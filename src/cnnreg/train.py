@@ -261,7 +261,7 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
     spec = lookup(params["model"])
     with run_lock(run_dir, run):
         images = fold_of(load_cache(cache_path), params)
-        data, fingerprint = first_stage(spec, params, images, cache_path, features_path, weights_path)
+        data, fingerprint = first_stage(spec, params, images, features_path, weights_path)
         state = ResumeState(run_dir / "resume", fingerprint)
         model, rows = state.load()
         total = params["epochs"] + params["fine_tune"]
@@ -295,11 +295,11 @@ def fold_of(data, params):
     return split_fold(data, params["folds"], params["fold"], params["seed"])
 
 
-def first_stage(spec, params, images, cache_path, features_path, weights_path):
+def first_stage(spec, params, images, features_path, weights_path):
     """The arrays a run trains on first (what its model's registry entry says), and the run's
     fingerprint.
 
-    `images` is the run's fold of the image cache at `cache_path`. A model on features trains on
+    `images` is the run's fold of the image cache. A model on features trains on
     its fold of them; their digest covers the weights they were extracted with, and a run that
     fine-tunes also depends on the images and the weights file. The test split is in no digest:
     it never decides what is trained.
