@@ -7,8 +7,11 @@ and the box of its marker:
 
 ``Skin`` (classes ``Mel``, ``Nevi``)
     RGB dermoscopy-like images: a pigmented lesion on textured skin with
-    hairs. Melanomas are darker, with black and blue-gray blotches and an
-    irregular border; nevi are regular and evenly pigmented.
+    hairs. Melanomas are dark brown, with black and blue-gray blotches and
+    an irregular border; nevi are regular and evenly pigmented light tan, so
+    that each class has evidence of its own (a network that learns only one
+    class's features explains the other class by the absence of evidence,
+    and its maps for that class point anywhere).
 ``Bone`` (classes ``AFF``, ``NFF``)
     Grayscale femur-radiograph-like images: a bright shaft with a fracture.
     Atypical fractures (AFF) are transverse with a cortical "beak"; normal
@@ -405,8 +408,9 @@ def _lesion_mask(rng, strength, size):
 
 
 def _lesion_pigment(rng, strength, size):
-    """Brown pigment, darker and with black and blue-gray blotches as `strength` grows."""
-    brown = np.array([0.62, 0.42, 0.3]) * rng.uniform(0.75, 1.1) * (1.0 - 0.1 * strength)
+    """Light tan pigment, turning dark brown with black and blue-gray blotches as `strength` grows."""
+    tan, dark = np.array([0.8, 0.52, 0.28]), np.array([0.48, 0.3, 0.22])
+    brown = (tan + strength * (dark - tan)) * rng.uniform(0.85, 1.05)
     black = _blotches(rng, strength, size, coverage=1.9)
     veil = _blotches(rng, strength, size, coverage=1.6)
     pigment = brown + veil * (np.array([0.32, 0.38, 0.5]) - brown)
