@@ -172,6 +172,9 @@ def mask_drops(model, images, heatmaps, class_index, fraction=FAITHFUL_FRACTION,
     blurred = gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="reflect")
     pixels = max(1, round(fraction * height * width))
     ties = np.random.default_rng([seed, 0]).random((n, height * width))
+    original = predict(model, x, batch_size)
+    index = original.argmax(axis=1) if class_index is None else class_indices(class_index, n, original.shape[1])
+    rows = np.arange(n)
 
     def drop_hottest(maps):
         top = np.lexsort((ties, -maps.reshape(n, -1)), axis=-1)[:, :pixels]
@@ -179,9 +182,6 @@ def mask_drops(model, images, heatmaps, class_index, fraction=FAITHFUL_FRACTION,
         np.put_along_axis(mask, top, True, axis=1)
         return predict(model, np.where(mask.reshape(n, height, width, 1), blurred, x), batch_size)[rows, index]
 
-    original = predict(model, x, batch_size)
-    index = original.argmax(axis=1) if class_index is None else class_indices(class_index, n, original.shape[1])
-    rows = np.arange(n)
     others = _derangement(n, seed)
     result = {"prob": original[rows, index], "class_index": index.astype(np.int64), "pixels": pixels, "sigma": sigma}
     for name, heat in heatmaps.items():

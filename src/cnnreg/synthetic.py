@@ -437,7 +437,7 @@ def _add_hairs(rng, image):
     return image
 
 
-_MAX_BEAK = 0.06  # of the side, at full strength
+_MAX_BEAK = 0.09  # of the side, at full strength
 _BEAK_REACH = 0.08  # of the side, along the shaft either way from the fracture
 _MAX_OBLIQUITY = 40.0  # degrees
 _MAX_GAP = 6.5  # pixels at the reference size
@@ -456,7 +456,7 @@ class _Shaft:
     @classmethod
     def draw(cls, rng, size):
         """A shaft through a fracture site placed at random (`_place`); the shaft, the site and the beak's side."""
-        width = rng.uniform(0.14, 0.18) * size
+        width = rng.uniform(0.16, 0.22) * size
         tilt = np.deg2rad(rng.uniform(-6, 6))
         side = rng.choice([-1.0, 1.0])
         # The fracture's reach from the site, across the shaft (the beak on one side) and along it.
