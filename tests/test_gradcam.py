@@ -553,5 +553,5 @@ def test_explain_run_computes_the_maps_once_on_the_layer_it_is_given(tmp_path, m
     listed = pd.read_csv(evidence).set_index("file").loc[files, ["x0", "y0", "x1", "y1"]].to_numpy()
     np.testing.assert_array_equal(evidence_boxes(evidence, files, (SIZE, SIZE)), scale_boxes(listed, 64, SIZE))
     assert "Per method" in outputs["html"].read_text() and outputs["gallery"].read_bytes()[:4] == b"\x89PNG"
-    assert set(summary["randomised_weights"]) == set(summary["gradcam"]) and "marker_attention" in summary
+    assert set(summary["randomised_weights"]["gradcam"]) == set(summary["gradcam"]) and "marker_attention" in summary
     assert table["marker_gradcam"].notna().all()  # the demo data's marker boxes
