@@ -26,9 +26,9 @@ install-profile:
 	mkdir -p $(HOME)/.config/snakemake
 	cp -r profiles/slurm $(HOME)/.config/snakemake/
 
-# Generated, seeded demo images in the real layout (does nothing if they are there).
+# Generated, seeded demo images in the real layout, with a test/ split (does nothing if they are there).
 demo-data: install
-	$(BIN)/python -m cnnreg.synthetic data/demo
+	$(BIN)/python -m cnnreg.synthetic data/demo --n-test 60
 
 # ImageNet weights into Keras' cache (checked, not downloaded again), or else the stand-in.
 demo-weights: install demo-data

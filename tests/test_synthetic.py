@@ -12,6 +12,8 @@ from cnnreg.folders import scan_dataset
 from cnnreg.synthetic import (
     DATASETS,
     EVIDENCE_COLUMNS,
+    LABEL_CORNERS,
+    MARKER_COLUMNS,
     femur_image,
     main,
     make_demo_datasets,
@@ -87,28 +89,35 @@ def test_evidence_rows_match_files_and_boxes_fit(demo):
         assert {(row["file"], row["label"], row["split"]) for row in rows} == expected
         assert len(rows) == len(expected)
         for row in rows:
-            x0, y0, x1, y1 = (int(row[key]) for key in ("x0", "y0", "x1", "y1"))
-            assert 0 <= x0 < x1 <= SMALL["size"]
-            assert 0 <= y0 < y1 <= SMALL["size"]
+            for columns in (("x0", "y0", "x1", "y1"), MARKER_COLUMNS):
+                x0, y0, x1, y1 = (int(row[key]) for key in columns)
+                assert 0 <= x0 < x1 <= SMALL["size"]
+                assert 0 <= y0 < y1 <= SMALL["size"]
 
 
 @pytest.mark.parametrize("draw", [skin_image, femur_image])
 def test_boxes_are_modest_and_move_around(draw):
     size = 128
-    boxes = [draw(np.random.default_rng(i), i % 2 == 0, size)[1] for i in range(24)]
-    areas = [(x1 - x0) * (y1 - y0) / size**2 for x0, y0, x1, y1 in boxes]
-    assert max(areas) <= 0.25
-    assert min(areas) > 0.02
-    centers = np.array([((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in boxes])
-    assert np.ptp(centers[:, 1]) > 0.1 * size
-    if draw is skin_image:
-        assert np.ptp(centers[:, 0]) > 0.1 * size
+    drawn = [draw(np.random.default_rng(i), i % 2 == 0, size) for i in range(40)]
+    boxes = np.array([box for _, box, _ in drawn])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / size**2
+    assert areas.max() <= 0.1 and areas.min() > 0.02
+    centers = np.column_stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]]) / 2
+    assert np.ptp(centers[:, 0]) > 0.5 * size and np.ptp(centers[:, 1]) > 0.5 * size
+    # never near the centre: a map that peaks at the centre misses every box by more than 15 px at 224
+    gap = np.hypot(
+        np.maximum.reduce([boxes[:, 0] - size / 2, size / 2 - boxes[:, 2], np.zeros(len(boxes))]),
+        np.maximum.reduce([boxes[:, 1] - size / 2, size / 2 - boxes[:, 3], np.zeros(len(boxes))]),
+    )
+    assert gap.min() >= 15 / 224 * size
+    for _, (x0, y0, x1, y1), (mx0, my0, mx1, my1) in drawn:  # evidence and marker never overlap
+        assert x1 <= mx0 or mx1 <= x0 or y1 <= my0 or my1 <= y0
 
 
 def test_melanomas_are_darker_inside_their_box():
     def box_mean(melanoma, i):
-        image, (x0, y0, x1, y1) = skin_image(np.random.default_rng(i), melanoma, 64)
-        return image[y0:y1, x0:x1].mean() - np.median(image)
+        image, (x0, y0, x1, y1), _ = skin_image(np.random.default_rng(i), melanoma, 64)
+        return np.percentile(image[y0:y1, x0:x1], 10) - np.median(image)  # the lesion's darkest tenth
 
     melanoma = [box_mean(True, i) for i in range(30)]
     nevus = [box_mean(False, i) for i in range(30)]
@@ -119,8 +128,9 @@ def test_melanomas_are_darker_inside_their_box():
 def test_classes_differ_only_inside_the_evidence_boxes(draw):
     """From the same generator state both classes draw the same nuisances; only evidence differs."""
     for i in range(8):
-        positive, box_p = draw(np.random.default_rng(i), True, 128)
-        negative, box_n = draw(np.random.default_rng(i), False, 128)
+        positive, box_p, marker_p = draw(np.random.default_rng(i), True, 128)
+        negative, box_n, marker_n = draw(np.random.default_rng(i), False, 128)
+        assert marker_p == marker_n
         changed = positive != negative
         if changed.ndim == 3:
             changed = changed.any(axis=-1)
@@ -129,6 +139,34 @@ def test_classes_differ_only_inside_the_evidence_boxes(draw):
         for x0, y0, x1, y1 in (box_p, box_n):
             outside[y0:y1, x0:x1] = False
         assert not changed[outside].any()
+
+
+@pytest.mark.parametrize("draw", [skin_image, femur_image])
+def test_marker_is_a_bright_label_in_a_random_corner_or_the_class_corner(draw):
+    size = 64
+    corners = []
+    for i in range(16):
+        image, _, (x0, y0, x1, y1) = draw(np.random.default_rng(i), True, size)
+        gray = image.mean(axis=-1) if image.ndim == 3 else image
+        assert np.median(gray[y0:y1, x0:x1]) > np.median(gray) + 20  # bright, with a dark glyph
+        assert gray[y0:y1, x0:x1].min() < 100
+        corners.append((x0 < size / 2, y0 < size / 2))
+    assert len(set(corners)) == 4
+    for label, corner in enumerate(LABEL_CORNERS):
+        shortcut = draw(np.random.default_rng(0), label == 0, size, marker_corner=corner)[2]
+        assert (shortcut[0] < size / 2, shortcut[1] < size / 2) == (corner % 2 == 0, corner < 2)
+
+
+def test_test_split_and_marker_is_label(tmp_path):
+    roots = make_demo_datasets(tmp_path / "d", n_train=2, n_val=1, n_test=2, size=32, marker_is_label=True)
+    rows = read_evidence(roots["Skin"])
+    assert sorted({row["split"] for row in rows}) == ["test", "train", "validation"]
+    assert sorted(p.name for p in (roots["Skin"] / "test" / "Nevi").iterdir()) == ["Nevi_0000.png", "Nevi_0001.png"]
+    for row in rows:  # the first class's marker top left, the second's bottom right
+        top_left = int(row["marker_x0"]) < 16 and int(row["marker_y0"]) < 16
+        assert top_left == (row["label"] == "Mel")
+    neutral = make_demo_datasets(tmp_path / "n", n_train=2, n_val=1, size=32)
+    assert not (neutral["Skin"] / "test").exists()
 
 
 def test_generated_tree_loads_through_prepare_cache(demo, tmp_path):
@@ -145,7 +183,7 @@ def test_generated_tree_loads_through_prepare_cache(demo, tmp_path):
 
 @pytest.mark.parametrize(
     "arguments",
-    [{"n_train": 0}, {"n_val": -1}, {"size": 16}, {"seed": -1}, {"n_train": 2.5}],
+    [{"n_train": 0}, {"n_val": -1}, {"n_test": -1}, {"size": 16}, {"seed": -1}, {"n_train": 2.5}],
 )
 def test_make_demo_datasets_rejects_bad_arguments(tmp_path, arguments):
     with pytest.raises(ValueError, match=next(iter(arguments))):
@@ -158,7 +196,7 @@ def test_make_demo_datasets_refuses_to_mix_with_existing_folders(tmp_path):
         make_demo_datasets(tmp_path, **SMALL)
 
 
-CLI_ARGS = ["--n-train", "2", "--n-val", "1", "--size", "32", "--seed", "3"]
+CLI_ARGS = ["--n-train", "2", "--n-val", "1", "--n-test", "0", "--size", "32", "--seed", "3"]
 
 
 def test_cli_writes_both_datasets_then_does_nothing(tmp_path, capsys):

@@ -1,13 +1,17 @@
-"""Checks of class activation maps: faithfulness, border attention, the pointing game, their summary.
+"""Checks of class activation maps: faithfulness, marker and border attention, the pointing game.
 
-:func:`blur_mask_drop` measures how faithful a map is (blurring its hottest pixels should lower
-the class probability more than blurring random ones), :func:`border_fraction` and
-:func:`border_flags` whether its heat sits at the image border (a sign of shortcut learning such
-as scanner labels), :func:`pointing_game` whether its maximum lies on the known evidence (boxes
-rescaled with :func:`scale_boxes`), and :func:`summarise` sums up the per-image table of
-:func:`cnnreg.cam_outputs.explain`. The maps themselves come from :mod:`cnnreg.gradcam`.
+:func:`blur_mask_drop` and :func:`mask_drops` measure how faithful a map is (blurring its hottest
+pixels should lower the class probability more than blurring the hottest pixels of another
+image's map), :func:`border_fraction` and :func:`border_flags` whether its heat sits at the image
+border, :func:`pointing_game` whether its maximum lies on the known evidence (boxes rescaled with
+:func:`scale_boxes`; tolerance :func:`standard_tolerance`) or on a marker, and :func:`summarise`
+sums up the per-image table of :func:`cnnreg.cam_outputs.explain`, with the run's marker-attention
+flag. :func:`randomised_weights` gives the sanity baseline: the same architecture with fresh
+random weights (Adebayo et al. 2018, "Sanity checks for saliency maps", model randomisation).
+The maps themselves come from :mod:`cnnreg.gradcam`.
 """
 
+import keras
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -16,14 +20,20 @@ from cnnreg.gradcam import METHODS, predict
 
 __all__ = [
     "BORDER_FLAG",
+    "BORDER_SHARE",
     "BORDER_WIDTH",
     "FAITHFUL_FRACTION",
+    "MARKER_SHARE",
+    "STANDARD_SIDE",
+    "STANDARD_TOLERANCE",
     "blur_mask_drop",
     "border_flags",
     "border_fraction",
     "mask_drops",
     "pointing_game",
+    "randomised_weights",
     "scale_boxes",
+    "standard_tolerance",
     "summarise",
 ]
 
@@ -41,17 +51,68 @@ BORDER_WIDTH = 0.1
 BORDER_FLAG = 0.5
 #: Fraction of the pixels blurred away in the faithfulness check (`blur_mask_drop`).
 FAITHFUL_FRACTION = 0.2
+#: The pointing game's tolerance (Zhang et al. 2016, "Top-down neural attention by excitation
+#: backprop"): a hit is a maximum within 15 pixels of the box at 224 x 224 (`STANDARD_SIDE`),
+#: scaled to the map's size by `standard_tolerance`.
+STANDARD_TOLERANCE = 15
+STANDARD_SIDE = 224
+#: The run's marker-attention flag fires when at least this share of its correctly classified
+#: images has the map's maximum on the marker (within `standard_tolerance` of its box). The box
+#: so widened covers about 7 % of a 64 x 64 image (a 10 x 6 marker, 4.3 pixels either way), so a
+#: maximum that falls anywhere at random lands on it about 7 % of the time, and a map that
+#: follows class evidence kept away from the corners (the demo data) almost never; 0.2 is three
+#: times that chance, and a model that reads the marker points at it far more often.
+MARKER_SHARE = 0.2
+#: Without marker boxes the flag falls back on `border_flags`: it fires when at least this share
+#: of the correctly classified images is flagged, that is when most maps look at the border.
+#: This is the weaker test: evidence near the border is flagged too.
+BORDER_SHARE = 0.5
 
 #: The per-method columns of the per-image table, ``<column>_<method>``.
-_CHECK_COLUMNS = ("drop_top", "drop_random", "border_fraction", "border_flag", "pointing")
+_CHECK_COLUMNS = (
+    "drop_top",
+    "drop_shuffled",
+    "border_fraction",
+    "border_flag",
+    "pointing",
+    "pointing_strict",
+    "marker",
+)
+
+
+def standard_tolerance(shape):
+    """The pointing game's tolerance in pixels of a map of `shape` (..., height, width).
+
+    `STANDARD_TOLERANCE` pixels at `STANDARD_SIDE`, scaled by the map's larger side: 4.3 pixels
+    at 64 x 64.
+    """
+    return STANDARD_TOLERANCE * max(shape[-2:]) / STANDARD_SIDE
+
+
+def randomised_weights(model, seed=0):
+    """The sanity baseline: `model`'s architecture with freshly initialised, untrained weights.
+
+    Adebayo et al. (2018) showed that some saliency maps barely change when a model's weights
+    are randomised; a check of the maps that scores the randomised model's maps as well as the
+    trained model's cannot tell a faithful map from an unfaithful one. The clone (with
+    ``keras.models.clone_model``) is built from the layers' configurations and initialisers;
+    `seed` seeds them (through ``keras.utils.set_random_seed``, which seeds Python, NumPy and
+    the backend).
+    """
+    keras.utils.set_random_seed(seed)
+    return keras.models.clone_model(model)
 
 
 def blur_mask_drop(model, images, heatmaps, class_index, fraction=FAITHFUL_FRACTION, sigma=None, seed=0, batch_size=32):
     """How much the class probability drops when the hottest pixels are blurred away.
 
     For each image, the `fraction` of pixels with the most heat is replaced by a Gaussian-blurred
-    copy of the image, and separately the same number of pixels drawn at random. A faithful map
-    points at pixels the model relies on: ``drop_top > drop_random``.
+    copy of the image; and separately the `fraction` hottest pixels of another image's map (a
+    seeded derangement of the images; a single image's own map turned by 180 degrees), a region
+    of the same kind elsewhere. A faithful map points at pixels the model relies on:
+    ``drop_top > drop_shuffled``. Scattered random pixels are not the baseline: blurring a fifth
+    of the pixels all over the image destroys its texture and drops the probability about as much
+    as blurring the evidence does.
 
     Parameters
     ----------
@@ -66,28 +127,28 @@ def blur_mask_drop(model, images, heatmaps, class_index, fraction=FAITHFUL_FRACT
     fraction : float
         Fraction of the pixels to replace, in (0, 1).
     sigma : float, optional
-        Standard deviation of the blur in pixels; default 1/16 of the larger image side (4 at
-        64 x 64).
+        Standard deviation of the blur in pixels; default 1/4 of the larger image side (16 at
+        64 x 64): close to the local mean, enough to wipe out a lesion or a fracture.
     seed : int
-        Seed for the random pixels (and for ordering pixels of equal heat).
+        Seed for the derangement (and for ordering pixels of equal heat).
     batch_size : int
         Images per prediction batch.
 
     Returns
     -------
     dict
-        ``prob``, ``prob_top``, ``prob_random`` (the class's probability on the original, the
-        top-masked and the randomly masked image), ``drop_top = prob - prob_top`` and
-        ``drop_random = prob - prob_random`` (arrays of float, shape (N,)), ``class_index``
+        ``prob``, ``prob_top``, ``prob_shuffled`` (the class's probability on the original, the
+        top-masked and the shuffled-map-masked image), ``drop_top = prob - prob_top`` and
+        ``drop_shuffled = prob - prob_shuffled`` (arrays of float, shape (N,)), ``class_index``
         (shape (N,)), ``pixels`` (pixels replaced per image) and ``sigma``.
     """
     drops = mask_drops(model, images, {"top": heatmaps}, class_index, fraction, sigma, seed, batch_size)
     return {
         "prob": drops["prob"],
         "prob_top": drops["prob_top"],
-        "prob_random": drops["prob_random"],
+        "prob_shuffled": drops["prob_shuffled_top"],
         "drop_top": drops["prob"] - drops["prob_top"],
-        "drop_random": drops["prob"] - drops["prob_random"],
+        "drop_shuffled": drops["prob"] - drops["prob_shuffled_top"],
         "class_index": drops["class_index"],
         "pixels": drops["pixels"],
         "sigma": drops["sigma"],
@@ -97,45 +158,48 @@ def blur_mask_drop(model, images, heatmaps, class_index, fraction=FAITHFUL_FRACT
 def mask_drops(model, images, heatmaps, class_index, fraction=FAITHFUL_FRACTION, sigma=None, seed=0, batch_size=32):
     """`blur_mask_drop` for several sets of maps at once, `heatmaps` a dict name -> maps.
 
-    Returns ``prob``, ``prob_random``, ``class_index``, ``pixels``, ``sigma`` and ``prob_<name>``
-    per name of `heatmaps`; the original and the randomly masked images are predicted once.
+    Returns ``prob``, ``class_index``, ``pixels``, ``sigma`` and, per name of `heatmaps`,
+    ``prob_<name>`` and ``prob_shuffled_<name>``; the original images are predicted once.
     """
     x = as_images(images)
     check_input_shape(model, x)
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     n, height, width = x.shape[:3]
-    sigma = max(height, width) / 16 if sigma is None else float(sigma)
+    sigma = max(height, width) / 4 if sigma is None else float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma}")
     blurred = gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="reflect")
     pixels = max(1, round(fraction * height * width))
-
-    def masked(chosen):
-        mask = np.zeros((n, height * width), bool)
-        np.put_along_axis(mask, chosen, True, axis=1)
-        return np.where(mask.reshape(n, height, width, 1), blurred, x)
-
+    ties = np.random.default_rng([seed, 0]).random((n, height * width))
     original = predict(model, x, batch_size)
     index = original.argmax(axis=1) if class_index is None else class_indices(class_index, n, original.shape[1])
     rows = np.arange(n)
-    drawn = np.random.default_rng([seed, 1]).random((n, height * width)).argsort(axis=-1)[:, :pixels]
-    result = {
-        "prob": original[rows, index],
-        "prob_random": predict(model, masked(drawn), batch_size)[rows, index],
-        "class_index": index.astype(np.int64),
-        "pixels": pixels,
-        "sigma": sigma,
-    }
+
+    def drop_hottest(maps):
+        top = np.lexsort((ties, -maps.reshape(n, -1)), axis=-1)[:, :pixels]
+        mask = np.zeros((n, height * width), bool)
+        np.put_along_axis(mask, top, True, axis=1)
+        return predict(model, np.where(mask.reshape(n, height, width, 1), blurred, x), batch_size)[rows, index]
+
+    others = _derangement(n, seed)
+    result = {"prob": original[rows, index], "class_index": index.astype(np.int64), "pixels": pixels, "sigma": sigma}
     for name, heat in heatmaps.items():
         maps = _as_maps(heat, "heatmaps")
         if maps.shape != x.shape[:3]:
             raise ValueError(f"heatmaps must have shape {x.shape[:3]} (one per image, same size), got {maps.shape}")
-        flat = maps.reshape(n, -1)
-        ties = np.random.default_rng([seed, 0]).random(flat.shape)
-        top = np.lexsort((ties, -flat), axis=-1)[:, :pixels]
-        result[f"prob_{name}"] = predict(model, masked(top), batch_size)[rows, index]
+        shuffled = maps[others] if n > 1 else np.rot90(maps, 2, axes=(1, 2))
+        result[f"prob_{name}"] = drop_hottest(maps)
+        result[f"prob_shuffled_{name}"] = drop_hottest(shuffled)
     return result
+
+
+def _derangement(n, seed):
+    """A seeded permutation of ``range(n)`` that moves every index (one cycle through a shuffle)."""
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    others = np.empty(n, np.int64)
+    others[order] = np.roll(order, -1)
+    return others
 
 
 def border_fraction(heatmaps, width=BORDER_WIDTH):
@@ -247,42 +311,70 @@ def pointing_game(heatmaps, boxes, tolerance=0):
     return (np.hypot(dx, dy) <= tolerance) & valid
 
 
-def summarise(table):
+def summarise(table, class_names=None):
     """Per-method summary of a per-image table (:func:`cnnreg.cam_outputs.explain`).
+
+    Parameters
+    ----------
+    table : DataFrame
+        The per-image table.
+    class_names : sequence of str, optional
+        The classes to report the pointing game for, in order; default the table's labels, sorted.
 
     Returns
     -------
     dict
-        For each method in `METHODS`: ``n_images``; ``mean_drop_top`` and ``mean_drop_random``;
-        ``faithful_fraction`` and ``n_faithful`` (images with ``drop_top > drop_random``);
-        ``border_flag_rate`` and ``n_border_flagged``; ``pointing_accuracy`` (None without
-        boxes), ``n_pointing`` (images with a box) and ``n_pointing_hits``. Plain Python numbers,
-        None where undefined (no images), ready for JSON.
+        For each method in `METHODS`: ``n_images``; ``mean_drop_top`` and ``mean_drop_shuffled``;
+        ``faithful_fraction`` and ``n_faithful`` (images with ``drop_top > drop_shuffled``);
+        ``border_flag_rate`` and ``n_border_flagged``; per class C, over its correctly classified
+        images with a box, ``pointing_C`` (the standard pointing game), ``pointing_strict_C`` (the
+        maximum inside the box) and ``n_pointing_C``; ``marker_rate`` (the share of correctly
+        classified images whose map points at the marker, or without marker boxes whose map is
+        border-flagged), ``marker_source`` ("marker box" or "border band") and ``marker_flag``
+        (`MARKER_SHARE`, or `BORDER_SHARE` for the border band). Then ``marker_attention``: any
+        method's marker flag. Plain Python numbers, None where undefined, ready for JSON.
     """
     needed = [f"{column}_{method}" for method in METHODS for column in _CHECK_COLUMNS]
-    missing = [column for column in needed if column not in table.columns]
+    missing = [column for column in needed + ["label", "correct"] if column not in table.columns]
     if missing:
         raise ValueError(f"table lacks the explain() columns {', '.join(missing)}")
+    classes = sorted(table["label"].unique()) if class_names is None else [str(c) for c in class_names]
+    correct = table["correct"].astype(bool)
     summary = {}
     for method in METHODS:
         top = table[f"drop_top_{method}"].astype(float)
-        random = table[f"drop_random_{method}"].astype(float)
+        shuffled = table[f"drop_shuffled_{method}"].astype(float)
         flags = table[f"border_flag_{method}"].astype(bool)
-        pointing = table[f"pointing_{method}"].astype("boolean").dropna()
-        faithful = top > random
+        faithful = top > shuffled
         summary[method] = {
             "n_images": len(table),
             "mean_drop_top": _number(top.mean()),
-            "mean_drop_random": _number(random.mean()),
+            "mean_drop_shuffled": _number(shuffled.mean()),
             "faithful_fraction": _number(faithful.mean()),
             "n_faithful": int(faithful.sum()),
             "border_flag_rate": _number(flags.mean()),
             "n_border_flagged": int(flags.sum()),
-            "pointing_accuracy": _number(pointing.astype(float).mean()),
-            "n_pointing": len(pointing),
-            "n_pointing_hits": int(pointing.sum()),
         }
+        for name in classes:
+            chosen = correct & (table["label"] == name)
+            for column, key in (("pointing", "pointing"), ("pointing_strict", "pointing_strict")):
+                hits = table.loc[chosen, f"{column}_{method}"].astype("boolean").dropna()
+                summary[method][f"{key}_{name}"] = _number(hits.astype(float).mean())
+            summary[method][f"n_pointing_{name}"] = len(hits)
+        summary[method] |= _marker_summary(table.loc[correct], method)
+    summary["marker_attention"] = any(summary[method]["marker_flag"] for method in METHODS)
     return summary
+
+
+def _marker_summary(correct, method):
+    """The marker-attention share and flag of one method over the correctly classified rows."""
+    on_marker = correct[f"marker_{method}"].astype("boolean").dropna()
+    if len(on_marker):
+        rate, source, share = float(on_marker.astype(float).mean()), "marker box", MARKER_SHARE
+    else:
+        flagged = correct[f"border_flag_{method}"].astype(float)
+        rate, source, share = _number(flagged.mean()), "border band", BORDER_SHARE
+    return {"marker_rate": rate, "marker_source": source, "marker_flag": rate is not None and rate >= share}
 
 
 def _number(value):

@@ -27,13 +27,16 @@ from cnnreg.cam_metrics import (
     border_fraction,
     mask_drops,
     pointing_game,
+    randomised_weights,
     scale_boxes,
+    standard_tolerance,
     summarise,
 )
 from cnnreg.data import load_cache
 from cnnreg.gradcam import METHODS, grad_cams
 from cnnreg.models import LAST_CONV
 from cnnreg.presentation import gradcam_page
+from cnnreg.synthetic import MARKER_COLUMNS
 
 __all__ = [
     "CAMS_KEYS",
@@ -43,14 +46,20 @@ __all__ = [
     "overlay",
     "plot_gallery",
     "read_cams",
+    "sanity_table",
     "write_cams",
 ]
+
+#: The evidence box's columns in ``evidence.csv``; the marker's are `cnnreg.synthetic.MARKER_COLUMNS`.
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 
 #: The arrays of a ``cams.npz`` file, as :func:`explain` returns them and :func:`write_cams` writes them.
 CAMS_KEYS = ("files", "label", "pred", "prob", "gradcam", "gradcam_pp", "layer")
 
 
-def explain(model, images, labels, class_names, files, boxes=None, layer=LAST_CONV, seed=0, batch_size=32):
+def explain(
+    model, images, labels, class_names, files, boxes=None, layer=LAST_CONV, seed=0, batch_size=32, markers=None
+):
     """Grad-CAM and Grad-CAM++ of the predicted class for a set of images, with their checks.
 
     Parameters
@@ -74,6 +83,9 @@ def explain(model, images, labels, class_names, files, boxes=None, layer=LAST_CO
         Seed of the random pixels of `blur_mask_drop`.
     batch_size : int
         Images per batch.
+    markers : array-like, shape (N, 4), optional
+        Marker boxes (such as a scanner label's), as `boxes`; None: the marker check falls back
+        on the border band (`cnnreg.cam_metrics.summarise`).
 
     Returns
     -------
@@ -84,18 +96,20 @@ def explain(model, images, labels, class_names, files, boxes=None, layer=LAST_CO
         (a 0-d str array).
     table : DataFrame
         One row per image: ``file``, ``label`` and ``pred`` (class names), ``prob``,
-        ``correct``, then per method m in `METHODS` ``drop_top_m`` and ``drop_random_m``
+        ``correct``, then per method m in `METHODS` ``drop_top_m`` and ``drop_shuffled_m``
         (`blur_mask_drop`), ``border_fraction_m``, ``border_flag`` (either map flagged) and
-        ``border_flag_m`` (`border_flags`), and ``pointing_m`` (`pointing_game`; a nullable
-        boolean, missing without a box).
+        ``border_flag_m`` (`border_flags`), ``pointing_m`` (`pointing_game` with the
+        `standard_tolerance`) and ``pointing_strict_m`` (the maximum inside the box), and
+        ``marker_m`` (the maximum within the standard tolerance of the marker box); the last
+        three nullable booleans, missing without a box.
     """
     x = as_images(images)
-    inputs = _explain_inputs(model, x, labels, class_names, files, boxes)
+    inputs = _explain_inputs(model, x, labels, class_names, files, boxes, markers)
     computed = grad_cams(model, x, layer=layer, batch_size=batch_size)
     return _tabulate(model, x, inputs, computed, layer, seed, batch_size)
 
 
-def _explain_inputs(model, x, labels, class_names, files, boxes):
+def _explain_inputs(model, x, labels, class_names, files, boxes, markers=None):
     """The labels, class names, files and boxes of `explain`, checked against the images and model."""
     n = len(x)
     names = [str(name) for name in class_names]
@@ -105,11 +119,14 @@ def _explain_inputs(model, x, labels, class_names, files, boxes):
     files = np.asarray(files, dtype=str).reshape(-1)
     if len(files) != n:
         raise ValueError(f"files must name the {n} images, got {len(files)} names")
-    if boxes is not None:
-        boxes = np.asarray(boxes, dtype=np.float64)
-        if boxes.shape != (n, 4):
-            raise ValueError(f"boxes must have shape ({n}, 4), one (x0, y0, x1, y1) per image, got {boxes.shape}")
-    return {"labels": class_indices(labels, n, classes), "names": names, "files": files, "boxes": boxes}
+    checked = {}
+    for name, values in (("boxes", boxes), ("markers", markers)):
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (n, 4):
+                raise ValueError(f"{name} must have shape ({n}, 4), one (x0, y0, x1, y1) per image, got {values.shape}")
+        checked[name] = values
+    return {"labels": class_indices(labels, n, classes), "names": names, "files": files, **checked}
 
 
 def _tabulate(model, x, inputs, computed, layer, seed, batch_size=32):
@@ -118,21 +135,12 @@ def _tabulate(model, x, inputs, computed, layer, seed, batch_size=32):
     labels, names = inputs["labels"], np.asarray(inputs["names"], dtype=object)
     prob = probabilities[np.arange(len(x)), pred]
     columns = dict(file=inputs["files"], label=names[labels], pred=names[pred], prob=prob, correct=pred == labels)
-    drops = mask_drops(model, x, maps, pred, FAITHFUL_FRACTION, None, seed, batch_size)
-    checks = {}
-    for method, heat in maps.items():
-        checks[method] = {
-            "drop_top": drops["prob"] - drops[f"prob_{method}"],
-            "drop_random": drops["prob"] - drops["prob_random"],
-            "border_fraction": border_fraction(heat),
-            "border_flag": border_flags(heat),
-            "pointing": _pointing_column(heat, inputs["boxes"]),
-        }
-    for column in ("drop_top", "drop_random", "border_fraction"):
+    checks = _checks(model, x, maps, pred, inputs, seed, batch_size)
+    for column in ("drop_top", "drop_shuffled", "border_fraction"):
         for method in METHODS:
             columns[f"{column}_{method}"] = checks[method][column]
     columns["border_flag"] = np.logical_or.reduce([checks[method]["border_flag"] for method in METHODS])
-    for column in ("border_flag", "pointing"):
+    for column in ("border_flag", "pointing", "pointing_strict", "marker"):
         for method in METHODS:
             columns[f"{column}_{method}"] = checks[method][column]
     arrays = {
@@ -146,12 +154,51 @@ def _tabulate(model, x, inputs, computed, layer, seed, batch_size=32):
     return arrays, pd.DataFrame(columns)
 
 
-def _pointing_column(heat, boxes):
+def _checks(model, x, maps, pred, inputs, seed, batch_size):
+    """Per method, the per-image checks of `maps`; the drops are `model`'s, for the classes `pred`."""
+    drops = mask_drops(model, x, maps, pred, FAITHFUL_FRACTION, None, seed, batch_size)
+    tolerance = standard_tolerance(x.shape[1:3])
+    return {
+        method: {
+            "drop_top": drops["prob"] - drops[f"prob_{method}"],
+            "drop_shuffled": drops["prob"] - drops[f"prob_shuffled_{method}"],
+            "border_fraction": border_fraction(heat),
+            "border_flag": border_flags(heat),
+            "pointing": _pointing_column(heat, inputs["boxes"], tolerance),
+            "pointing_strict": _pointing_column(heat, inputs["boxes"], 0),
+            "marker": _pointing_column(heat, inputs["markers"], tolerance),
+        }
+        for method, heat in maps.items()
+    }
+
+
+def sanity_table(model, images, table, inputs, layer=LAST_CONV, seed=0, batch_size=32):
+    """The per-image checks of a randomised-weights model's maps (`randomised_weights`).
+
+    The maps are of `model`'s architecture with fresh weights, for the class `model` predicts
+    (the ``pred`` of `table`, its per-image table); the drops are `model`'s, so the faithfulness
+    check asks whether blurring the hottest pixels of maps that know nothing of the training
+    drops the trained model's probability. Returns a table with `table`'s file, label, pred and
+    correct columns and the check columns, ready for `summarise`.
+    """
+    names = list(inputs["names"])
+    pred = np.array([names.index(name) for name in table["pred"]], np.int64)
+    random = randomised_weights(model, seed)
+    maps, _, _ = grad_cams(random, images, class_index=pred, layer=layer, batch_size=batch_size)
+    checks = _checks(model, images, maps, pred, inputs, seed, batch_size)
+    columns = {key: table[key].to_numpy() for key in ("file", "label", "pred", "correct")}
+    for method in METHODS:
+        for column, values in checks[method].items():
+            columns[f"{column}_{method}"] = values
+    return pd.DataFrame(columns)
+
+
+def _pointing_column(heat, boxes, tolerance):
     values = pd.array([pd.NA] * len(heat), dtype="boolean")
     if boxes is not None:
         known = np.isfinite(boxes).all(axis=1)
         if known.any():
-            values[known] = pointing_game(heat[known], boxes[known])
+            values[known] = pointing_game(heat[known], boxes[known], tolerance)
     return values
 
 
@@ -203,7 +250,7 @@ def _check_cams(arrays):
     return out
 
 
-def evidence_boxes(evidence_path, files, image_size):
+def evidence_boxes(evidence_path, files, image_size, columns=BOX_COLUMNS):
     """Evidence boxes of `files` (paths relative to the dataset root) at the model's size.
 
     Parameters
@@ -215,20 +262,26 @@ def evidence_boxes(evidence_path, files, image_size):
         The images, relative to the dataset root.
     image_size : (int, int)
         The (height, width) the model sees.
+    columns : sequence of str
+        The box's four columns (x0, y0, x1, y1): `BOX_COLUMNS`, or `MARKER_COLUMNS` for the
+        demo data's markers.
 
     Returns
     -------
     ndarray of float, shape (N, 4)
-        Boxes in the model's pixels; NaN rows for images the file does not list.
+        Boxes in the model's pixels; NaN rows for images the file does not list, or all NaN
+        when it lacks the columns.
     """
     root = Path(evidence_path).parent
     table = pd.read_csv(evidence_path).set_index("file")
     boxes = np.full((len(files), 4), np.nan)
+    if not set(columns) <= set(table.columns):
+        return boxes
     for i, name in enumerate(files):
-        if name in table.index:
+        if name in table.index and table.loc[name, list(columns)].notna().all():
             with PIL.Image.open(root / name) as image:  # reads the header, not the pixels
                 width, height = image.size
-            box = table.loc[name, ["x0", "y0", "x1", "y1"]].to_numpy(dtype=float)
+            box = table.loc[name, list(columns)].to_numpy(dtype=float)
             boxes[i] = scale_boxes(box, (height, width), tuple(image_size))
     return boxes
 
@@ -376,7 +429,8 @@ def explain_run(model_path, cache_path, outputs, layer, evidence=None, per_group
     Returns
     -------
     dict
-        The summary written to ``outputs["summary"]``; ``gradcam_ms_per_image`` is the time of
+        The summary written to ``outputs["summary"]`` (`summarise`), with ``randomised_weights``,
+        the same summary of the sanity baseline (`sanity_table`); ``gradcam_ms_per_image`` is the time of
         the one computation of both maps, without tracing the compiled step.
     """
     model = keras.models.load_model(model_path)
@@ -384,13 +438,15 @@ def explain_run(model_path, cache_path, outputs, layer, evidence=None, per_group
     x = as_images(cache.x_val)
     files = [str(f) for f in cache.files_val]
     boxes = evidence_boxes(evidence, files, x.shape[1:3]) if evidence else None
-    inputs = _explain_inputs(model, x, cache.y_val, cache.classes, files, boxes)
+    markers = evidence_boxes(evidence, files, x.shape[1:3], MARKER_COLUMNS) if evidence else None
+    inputs = _explain_inputs(model, x, cache.y_val, cache.classes, files, boxes, markers)
     grad_cams(model, x[:1], layer=layer)  # traces the compiled step: not part of the time
     started = time.perf_counter()
     computed = grad_cams(model, x, layer=layer)
     seconds_per_image = (time.perf_counter() - started) / len(x)
     arrays, table = _tabulate(model, x, inputs, computed, layer, seed)
-    summary = summarise(table)
+    summary = summarise(table, cache.classes)
+    summary["randomised_weights"] = summarise(sanity_table(model, x, table, inputs, layer, seed), cache.classes)
     summary["gradcam_ms_per_image"] = 1000 * seconds_per_image
     summary["validation_accuracy"] = float(np.mean(arrays["pred"] == arrays["label"]))
     write_cams(outputs["cams"], arrays)

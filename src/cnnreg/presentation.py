@@ -16,6 +16,8 @@ __all__ = ["METHOD_TITLES", "answer", "gradcam_page", "html_table", "section", "
 
 #: How the report names each Grad-CAM method (`cnnreg.gradcam.METHODS`).
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam_pp": "Grad-CAM++"}
+#: How the report names the sanity baseline's columns: the maps of a randomised-weights model.
+RANDOMISED_TITLE = "(random weights)"
 
 _STUDY_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>
@@ -76,16 +78,25 @@ def gradcam_page(summary, table):
     Parameters
     ----------
     summary : dict
-        `cnnreg.cam_metrics.summarise` of the table, with ``gradcam_ms_per_image`` and
-        ``validation_accuracy``.
+        `cnnreg.cam_metrics.summarise` of the table, with ``gradcam_ms_per_image``,
+        ``validation_accuracy`` and ``randomised_weights`` (the summary of the sanity baseline,
+        `cnnreg.cam_outputs.sanity_table`).
     table : DataFrame
         The per-image table of `cnnreg.cam_outputs.explain`.
     """
-    methods = pd.DataFrame({title: summary[method] for method, title in METHOD_TITLES.items()})
+    sanity = summary["randomised_weights"]
+    methods = pd.DataFrame(
+        {title: summary[method] for method, title in METHOD_TITLES.items()}
+        | {f"{title} {RANDOMISED_TITLE}": sanity[method] for method, title in METHOD_TITLES.items()}
+    )
+    flagged = "on the marker: check for a shortcut" if summary["marker_attention"] else "not on the marker"
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Grad-CAM</title></head><body>"
         f"<h3>Per method (Grad-CAM {summary['gradcam_ms_per_image']:.1f} ms per image; validation accuracy "
         f"{summary['validation_accuracy']:.3f})</h3>"
+        f"<p>Marker attention: {html.escape(flagged)}. The {html.escape(RANDOMISED_TITLE)} columns are the "
+        "sanity baseline: the same network with untrained weights, whose maps a check that works scores "
+        "clearly worse.</p>"
         + methods.to_html(float_format="{:.3f}".format, na_rep="—")
         + "<h3>Per image</h3>"
         + html_table(table)
