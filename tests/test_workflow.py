@@ -135,6 +135,27 @@ def test_every_figure_has_its_data_beside_it(project):
         assert "Measured answer" in (folder / "summary.html").read_text()
 
 
+def test_runs_metrics_table_has_every_run_with_its_results(project):
+    root = project["root"]
+    table = pd.read_csv(root / "results/runs_metrics.tsv", sep="\t").set_index("run")
+    runs = pd.read_csv(root / "results/runs.tsv", sep="\t").set_index("run")
+    assert set(table.index) == set(runs.index)
+    assert (table["studies"] == runs.loc[table.index, "studies"]).all()
+    assert {*PARAMETERS, "best_val_accuracy", "best_epoch", "learned", "val_sensitivity", "val_auc_low"} <= set(
+        table.columns
+    )
+    for run, row in table.iterrows():
+        history = pd.read_csv(root / "results/runs" / run / "history.csv")
+        predictions = pd.read_csv(root / "results/runs" / run / "predictions.csv")
+        best = predictions[(predictions["split"] == "validation") & (predictions["model"] == "best")]
+        assert row["best_val_accuracy"] == pytest.approx(history["val_accuracy"].max())
+        assert row["val_accuracy"] == pytest.approx((best["label"] == best["prediction"]).mean())
+        positives = best[best["label"] == 0]  # no positive_class: the first class
+        assert row["val_sensitivity"] == pytest.approx((positives["prediction"] == 0).mean())
+    html = (root / "results/report.html").read_text()
+    assert "runs_metrics.tsv" in html
+
+
 def test_report_embeds_figures_and_answers(project):
     html = (project["root"] / "results/report.html").read_text()
     assert html.count("iVBORw0KGgo") >= 4  # base64 PNG signature: curves + final of both studies
