@@ -401,7 +401,7 @@ def class_counts(data):
     """Images per class (in ``data.classes`` order) of the training, validation and (when there is
     one) test data."""
     splits = {"train": data.y_train, "validation": data.y_val}
-    if len(getattr(data, "y_test", ())):
+    if len(data.y_test):
         splits["test"] = data.y_test
     return {split: np.bincount(y, minlength=len(data.classes)).tolist() for split, y in splits.items()}
 
