@@ -9,6 +9,9 @@ CACHE = "results/data/{dataset}-{height}x{width}x{channels}.npz"
 FEATURES = "results/features/{dataset}-{height}x{width}x{channels}.npz"
 FEATURES_SUMMARY = "results/features/{dataset}-{height}x{width}x{channels}.json"
 RUN = "results/runs/{run}"
+#: What a finished run's folder holds; metrics.json is written last.
+RUN_OUTPUTS = ("history.csv", "model.keras", "best.keras", "predictions.csv", "params.yaml", "metrics.json")
+PACK = "results/packs/{pack}.json"
 RUN_TABLE = "results/runs.tsv"
 RUNS_METRICS = "results/runs_metrics.tsv"
 STUDY = "results/studies/{study}"
@@ -38,6 +41,11 @@ def features_summary(params):
 
 def run_dir(run):
     return RUN.format(run=run)
+
+
+def pack(pack_id):
+    """The manifest of a training pack: written when all of its runs are done."""
+    return PACK.format(pack=pack_id)
 
 
 def run_file(run, name):

@@ -225,7 +225,18 @@ def versions():
     }
 
 
-def train_run(run, params, cache_path, run_dir, threads=1, started=None, features_path=None, weights_path=None):
+def train_run(
+    run,
+    params,
+    cache_path,
+    run_dir,
+    threads=1,
+    started=None,
+    features_path=None,
+    weights_path=None,
+    pack=None,
+    execution=None,
+):
     """Train one run to completion, resuming from its checkpoint if one exists.
 
     Parameters
@@ -248,6 +259,8 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
         For transfer models: the feature cache written by `cnnreg.transfer`; the head trains on it.
     weights_path : path-like, optional
         For transfer models that fine-tune: the VGG16 weights the features were extracted with.
+    pack : str, optional
+        The pack (`cnnreg.packs`) training the run, recorded in metrics.json.
 
     Returns
     -------
@@ -285,9 +298,18 @@ def train_run(run, params, cache_path, run_dir, threads=1, started=None, feature
             keras.models.load_model(run_dir / "best.keras"), best_stage, model, data, images, params["batch_size"]
         )
         metrics = finish(run, params, model, data, rows, run_dir, recorder.first_epoch_started, started, predictions)
-        write_text(run_dir / "metrics.json", json.dumps({**metrics, "fingerprint": fingerprint}, indent=2))
+        metrics.update(fingerprint=fingerprint, pack=pack)
+        write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         state.clear()
-    return {**metrics, "fingerprint": fingerprint}
+    return metrics
+
+
+def current_fingerprint(params, cache_path, features_path=None, weights_path=None):
+    """The fingerprint a run would be trained with now: what a finished run's must equal for
+    its outputs to be reused."""
+    params = {**LATER_PARAMETERS, **params}
+    images = fold_of(load_cache(cache_path), params)
+    return first_stage(lookup(params["model"]), params, images, features_path, weights_path)[1]
 
 
 def fold_of(data, params):

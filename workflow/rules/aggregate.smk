@@ -1,8 +1,7 @@
 rule summarize_study:
     """Per-study tables, learning curves and the lab question's answer, each figure with its CSV."""
     input:
-        histories=study_run_files("history.csv"),
-        metrics=study_run_files("metrics.json"),
+        packs=study_packs,
         features=study_features,
     output:
         summary=report(
@@ -49,9 +48,7 @@ rule summarize_study:
 rule runs_metrics:
     """Every run, every parameter, its studies, and its final, best and test metrics."""
     input:
-        histories=all_run_files("history.csv"),
-        metrics=all_run_files("metrics.json"),
-        predictions=all_run_files("predictions.csv"),
+        packs=[paths.pack(pack) for pack in PACKS],
     output:
         report(
             paths.RUNS_METRICS,

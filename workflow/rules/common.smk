@@ -1,7 +1,6 @@
 """Config validation, the run plan, and the lookups every rule uses."""
 
 import functools
-import math
 from pathlib import Path
 
 from jsonschema import ValidationError
@@ -13,7 +12,15 @@ from cnnreg import paths
 from cnnreg.categories import report_categories
 from cnnreg.folders import dataset_signature, first_image
 from cnnreg.fingerprint import CODE_OF, code_digest
-from cnnreg.registry import FINE_TUNE_EPOCH, lookup
+from cnnreg.packing import (
+    DEFAULT_MAX_RUNTIME,
+    DEFAULTS as PACK_DEFAULTS,
+    form_packs,
+    job_minutes,
+    run_minutes,
+    time_limit,
+)
+from cnnreg.registry import lookup
 from cnnreg.studies import ConfigError, build_plan
 
 
@@ -91,21 +98,80 @@ check_dataset_folders(config, PLAN)
 # Digests of the library code each kind of job runs: a param, so that a change reruns exactly
 # those jobs (Snakemake tracks the script files, not the modules they import).
 CODE = {kind: code_digest(kind) for kind in CODE_OF}
+# Which runs share a training job (`cnnreg.packing`): config keys `pack` and `max_runtime`.
+PACKING = {**PACK_DEFAULTS, **config.get("pack", {})}
+MAX_RUNTIME = config.get("max_runtime", DEFAULT_MAX_RUNTIME)
+PACKS = form_packs(
+    PLAN.runs,
+    estimate=lambda run: run_minutes(PLAN.runs[run]),
+    group=lambda run: paths.cache(PLAN.runs[run]),
+    settings=PACKING,
+    max_runtime=MAX_RUNTIME,
+)
+PACK_OF = {run: pack for pack, runs in PACKS.items() for run in runs}
+# How training jobs execute, without changing what they compute (`cnnreg.execution`).
+EXECUTION = {
+    key: config[key]
+    for key in ("steps_per_execution", "checkpoint_seconds")
+    if key in config
+}
 
 
-def train_inputs(wildcards):
-    """A run's data, as its model's registry entry says: the image cache, or the feature cache
-    (and, when it fine-tunes, the images and the weights too)."""
-    params = PLAN.runs[wildcards.run]
-    if lookup(params["model"]).inputs == "images":
-        return {"cache": paths.cache(params)}
-    inputs = {"features": paths.features(params)}
-    if params["fine_tune"]:
-        inputs.update(cache=paths.cache(params), weights=imagenet_weights(wildcards))
+def run_inputs(run):
+    """A run's data, as its model's registry entry says: the image cache (which also names the
+    files and holds the test split), and the feature cache and, when it fine-tunes, the weights.
+    """
+    params = PLAN.runs[run]
+    inputs = {"cache": paths.cache(params)}
+    if lookup(params["model"]).inputs == "features":
+        inputs["features"] = paths.features(params)
+        if params["fine_tune"]:
+            inputs["weights"] = imagenet_weights()
     return inputs
 
 
-def imagenet_weights(wildcards):
+def pack_inputs(wildcards):
+    """The data of every run of a pack, by kind (cache, features, weights)."""
+    inputs = {}
+    for run in PACKS[wildcards.pack]:
+        for kind, path in run_inputs(run).items():
+            inputs.setdefault(kind, set()).add(path)
+    return {kind: sorted(files) for kind, files in inputs.items()}
+
+
+def pack_members(wildcards):
+    """Run id → its parameters, folder and data files, for every run of a pack."""
+    return {
+        run: {
+            "params": PLAN.runs[run],
+            "run_dir": paths.run_dir(run),
+            **run_inputs(run),
+        }
+        for run in PACKS[wildcards.pack]
+    }
+
+
+def pack_runtime(wildcards, attempt):
+    """SLURM time limit in minutes: what the pack's runs need, grown per attempt, at most
+    `max_runtime` (`cnnreg.packing`). A job that reaches it resumes in the next attempt.
+    """
+    minutes = [run_minutes(PLAN.runs[run]) for run in PACKS[wildcards.pack]]
+    return time_limit(job_minutes(minutes, PACKING["concurrent"]), attempt, MAX_RUNTIME)
+
+
+def pack_mem_mb(wildcards, attempt):
+    """Host memory for TensorFlow and a decoded dataset of the lab's size per concurrent run,
+    grown per attempt."""
+    lanes = min(PACKING["concurrent"], len(PACKS[wildcards.pack]))
+    return attempt * (8000 + 4000 * (lanes - 1))
+
+
+def run_pack(run):
+    """The manifest of the pack that trains `run`: what a run's downstream jobs depend on."""
+    return paths.pack(PACK_OF[run])
+
+
+def imagenet_weights(wildcards=None):
     """The VGG16 weights file (config key `imagenet_weights`).
 
     Evaluated only for jobs in the graph, so targets that need no weights never look; when the
@@ -123,10 +189,6 @@ def run_cache(wildcards):
     return paths.cache(PLAN.runs[wildcards.run])
 
 
-def run_folder(wildcards):
-    return paths.run_dir(wildcards.run)
-
-
 def explained_layer(wildcards):
     """The layer Grad-CAM explains, as the run's model's registry entry names it."""
     return lookup(PLAN.runs[wildcards.run]["model"]).explains
@@ -134,23 +196,6 @@ def explained_layer(wildcards):
 
 def run_params(wildcards):
     return PLAN.runs[wildcards.run]
-
-
-def train_runtime(wildcards, attempt):
-    """SLURM time limit in minutes, from the registry's cost per epoch, grown per attempt.
-
-    A job that hits its limit is resubmitted (the profile's `retries`) with a longer one and
-    resumes from its last finished epoch.
-    """
-    params = PLAN.runs[wildcards.run]
-    work = params["epochs"] * lookup(params["model"]).epoch_cost(params)
-    work += params["fine_tune"] * FINE_TUNE_EPOCH.epoch_cost(params)
-    return attempt * math.ceil(10 + work / 60)
-
-
-def train_mem_mb(wildcards, attempt):
-    """Host memory for TensorFlow and a decoded dataset of the lab's size, grown per attempt."""
-    return attempt * 8000
 
 
 def dataset_folder(wildcards):
@@ -179,19 +224,10 @@ def compared_runs(study):
     return list(dict.fromkeys([*study.runs, *other]))
 
 
-def study_run_files(name):
-    """Input function: ``name`` (history.csv, metrics.json) of every run the study reads."""
-
-    def files(wildcards):
-        runs = compared_runs(PLAN.studies[wildcards.study])
-        return [paths.run_file(run, name) for run in runs]
-
-    return files
-
-
-def all_run_files(name):
-    """``name`` (history.csv, metrics.json, predictions.csv) of every run of the plan."""
-    return [paths.run_file(run, name) for run in PLAN.runs]
+def study_packs(wildcards):
+    """The manifests of the packs that train the runs a study reads."""
+    runs = compared_runs(PLAN.studies[wildcards.study])
+    return sorted({run_pack(run) for run in runs})
 
 
 def positive_classes():

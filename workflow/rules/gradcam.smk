@@ -1,7 +1,7 @@
 rule gradcam:
     """Lab task 10: Grad-CAM and Grad-CAM++ of a trained run on its validation images."""
     input:
-        model=paths.run_file("{run}", "model.keras"),
+        pack=lambda wildcards: run_pack(wildcards.run),
         cache=run_cache,
         evidence=evidence_boxes,
     output:
@@ -34,6 +34,7 @@ rule gradcam:
     threads: config["threads"]
     params:
         run=run_params,
+        model=lambda wildcards: paths.run_file(wildcards.run, "model.keras"),
         settings=config.get("gradcam", {}),
         layer=explained_layer,
         code=CODE["gradcam"],

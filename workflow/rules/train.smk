@@ -15,33 +15,28 @@ rule run_table:
 
 
 rule train:
-    """One run: fit the model, writing history.csv epoch by epoch; resumes after a kill. Its best
-    epoch's model and the held-out predictions are written at the end."""
+    """A pack of runs (one by default; config key `pack`) trained in one process. Each run writes
+    its own folder: history.csv epoch by epoch, resuming after a kill; then its best epoch's model,
+    the final model, metrics and held-out predictions. The manifest lists the finished runs.
+    """
     input:
-        unpack(train_inputs),
-        images=run_cache,
+        unpack(pack_inputs),
     output:
-        history=paths.run_file("{run}", "history.csv"),
-        metrics=paths.run_file("{run}", "metrics.json"),
-        model=paths.run_file("{run}", "model.keras"),
-        best=paths.run_file("{run}", "best.keras"),
-        predictions=paths.run_file("{run}", "predictions.csv"),
-        params=paths.run_file("{run}", "params.yaml"),
+        paths.PACK,
     log:
-        "logs/train/{run}.log",
+        "logs/train/{pack}.log",
     benchmark:
-        "benchmarks/train/{run}.tsv"
-    group:
-        "pack"
+        "benchmarks/train/{pack}.tsv"
     conda:
         "../envs/cnnreg.yaml"
     threads: config["threads"]
     resources:
-        runtime=train_runtime,
-        mem_mb=train_mem_mb,
+        runtime=pack_runtime,
+        mem_mb=pack_mem_mb,
     params:
-        run=run_params,
-        run_dir=run_folder,
+        members=pack_members,
+        concurrent=PACKING["concurrent"],
+        execution=EXECUTION,
         code=CODE["train"],
     script:
         "../scripts/train.py"

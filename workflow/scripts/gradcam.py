@@ -6,7 +6,7 @@ from cnnreg.train import configure_tensorflow
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 configure_tensorflow(snakemake.threads)
 explain_run(
-    snakemake.input.model,
+    snakemake.params.model,
     snakemake.input.cache,
     dict(snakemake.output),
     layer=snakemake.params.layer,

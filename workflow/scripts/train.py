@@ -4,18 +4,18 @@ started = time.time()
 
 import logging
 
-from cnnreg.atomic import exit_on_sigterm
-from cnnreg.train import train_run
+from cnnreg.execution import Execution
+from cnnreg.packs import Member, train_pack
+from cnnreg.stopping import install_sigterm_handler
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
-exit_on_sigterm()
-train_run(
-    snakemake.wildcards.run,
-    snakemake.params.run,
-    snakemake.input.images,
-    run_dir=snakemake.params.run_dir,
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(threadName)s %(message)s")
+install_sigterm_handler()
+train_pack(
+    snakemake.wildcards.pack,
+    [Member(run, **member) for run, member in snakemake.params.members.items()],
+    snakemake.output[0],
     threads=snakemake.threads,
+    concurrent=snakemake.params.concurrent,
+    execution=Execution(**snakemake.params.execution),
     started=started,
-    features_path=snakemake.input.get("features"),
-    weights_path=snakemake.input.get("weights"),
 )
