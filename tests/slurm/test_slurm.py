@@ -47,13 +47,15 @@ def profile_run(cluster, project, *args, timeout=900, background=False):
     return result
 
 
-def tiny_config(project, epochs=2, seeds=(0, 1, 2, 3), **defaults):
+def tiny_config(project, epochs=2, seeds=(0, 1, 2, 3), pack=None, **defaults):
     write_config(
         project,
         {
             "datasets": make_data(project / "data"),
             "defaults": {**TINY_DEFAULTS, "epochs": epochs, **defaults},
             "threads": 1,
+            "pack": pack or {"runs": 1},
+            "max_runtime": 45,
             "studies": {
                 "bn": {"grid": {"batch_norm": [False, True]}, "datasets": ["skin"], "seeds": list(seeds)},
             },
@@ -74,7 +76,7 @@ def running_train_jobs(cluster):
 
 
 def test_packed_gpu_jobs_through_the_profile(cluster, tmp_path):
-    tiny_config(tmp_path)
+    tiny_config(tmp_path, pack={"runs": 4})
     profile_run(cluster, tmp_path)
     profile_run(cluster, tmp_path, "--report", "results/report.html")
 
@@ -82,10 +84,14 @@ def test_packed_gpu_jobs_through_the_profile(cluster, tmp_path):
     assert len(packs) == 2  # 8 runs, 4 per pack
     for pack in packs:
         rows = cluster.wait_sacct(pack["JobID"])
+        (limit,) = cluster.sacct(pack["JobID"], fields="JobID,TimelimitRaw", allocations_only=True)
         job, steps = rows[0], [r for r in rows[1:] if r["JobID"].split(".")[-1].isdigit()]
         assert job["State"] == "COMPLETED"
         assert "gres/gpu=1" in job["ReqTRES"] and "gres/gpu=1" in job["AllocTRES"]
-        assert len(steps) == 4 and all(step["State"] == "COMPLETED" for step in steps)
+        # one process for the pack; its 4 short runs need 10 minutes' allowance + a little each,
+        # within the config's max_runtime of 45
+        assert len(steps) == 1 and steps[0]["State"] == "COMPLETED"
+        assert limit["TimelimitRaw"] == "11", limit
 
     runs = pd.read_csv(tmp_path / "results" / "runs.tsv", sep="\t")
     assert len(runs) == 8
