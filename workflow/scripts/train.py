@@ -4,11 +4,11 @@ started = time.time()
 
 import logging
 
-from cnnreg.atomic import exit_on_sigterm
+from cnnreg.stopping import install_sigterm_handler
 from cnnreg.train import train_run
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
-exit_on_sigterm()
+install_sigterm_handler()
 train_run(
     snakemake.wildcards.run,
     snakemake.params.run,
