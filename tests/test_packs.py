@@ -31,6 +31,7 @@ def _project(folder, pack, model="alexnet"):
             "defaults": {**TINY_DEFAULTS, "model": model, "epochs": 3, "dropout": 0.3},
             "threads": 1,
             "pack": pack,
+            "checkpoint_seconds": 0,
             "studies": {"bn": {"grid": {"batch_norm": [False, True]}, "datasets": ["skin"], "seeds": [0, 1]}},
         },
     )

@@ -40,6 +40,8 @@ SAMPLES = {
     "fine_tune": ([0, 5], [-1, 1.5]),
     "fine_tune_lr": ([1e-5], [0]),
     "class_weight": (["none", "balanced"], ["auto", 1, None]),
+    "jit_compile": ([True, False], ["auto", 1]),
+    "mixed_precision": ([True, False], ["mixed_float16", 0]),
 }
 # What JSON schema cannot say (an order between two numbers): the schema lets these through and
 # the plan stops them, before any job.

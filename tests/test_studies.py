@@ -128,8 +128,11 @@ def test_semantic_errors_name_the_key_path(lab_config, edit, key_path):
 
 def test_parameters_added_later_keep_earlier_run_ids(lab_config):
     before = build_plan(lab_config)
-    lab_config["defaults"].update(fine_tune=0, fine_tune_lr=0.5)
+    lab_config["defaults"].update(fine_tune=0, fine_tune_lr=0.5, jit_compile=False, mixed_precision=False)
     assert set(build_plan(lab_config).runs) == set(before.runs)
+    lab_config["studies"]["task1_batchnorm"]["set"]["mixed_precision"] = True
+    assert set(build_plan(lab_config).studies["task1_batchnorm"].runs).isdisjoint(before.runs)
+    del lab_config["studies"]["task1_batchnorm"]["set"]["mixed_precision"]
     lab_config["studies"]["task9_transfer"]["set"]["fine_tune"] = 3
     changed = build_plan(lab_config)
     assert set(changed.studies["task9_transfer"].runs).isdisjoint(before.studies["task9_transfer"].runs)

@@ -15,6 +15,7 @@ import pytest
 from workflow_helpers import TINY_DEFAULTS, make_data, move_to_test, snakemake, write_config
 
 from cnnreg.data import load_cache, prepare_cache
+from cnnreg.execution import Execution
 from cnnreg.history import HISTORY_COLUMNS
 from cnnreg.predictions import ID_COLUMNS
 from cnnreg.randomness import epoch_order
@@ -47,18 +48,64 @@ def test_same_seed_same_parameters_same_history(cache, tmp_path):
     assert other["seed"] == 8
 
 
-def _epochs(dataset, steps, epochs):
-    """The batches of ``epochs`` consecutive epochs of a pipeline: (images, labels) per batch."""
-    batches = iter(dataset)
-    return [[tuple(t.numpy() for t in next(batches)) for _ in range(steps)] for _ in range(epochs)]
+def test_steps_per_execution_changes_no_result(cache, tmp_path):
+    # 24 training images in batches of 5: 5 steps, the last of 4 images; 12 validation images: 3 steps.
+    params = {
+        **TINY_DEFAULTS, "dataset": "skin", "seed": 1, "epochs": 3, "batch_size": 5, "batch_norm": True,
+        "dropout": 0.4, "spatial_dropout": 0.1, "augment": "lab", "class_weight": "balanced",
+    }  # fmt: skip
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    outputs = {}
+    for steps in (1, 2, 3, 8):  # 2 and 3 leave a shorter last call per epoch; 8 runs an epoch in one
+        run_dir = tmp_path / str(steps)
+        train_run("r", params, cache, run_dir, execution=Execution(steps_per_execution=steps))
+        outputs[steps] = pd.read_csv(run_dir / "history.csv")[columns], pd.read_csv(run_dir / "predictions.csv")
+    assert len(load_cache(cache).x_train) == 24 and len(outputs[1][0]) == 3
+    for steps in (2, 3, 8):
+        pd.testing.assert_frame_equal(outputs[steps][0], outputs[1][0], check_exact=True)
+        pd.testing.assert_frame_equal(outputs[steps][1], outputs[1][1], check_exact=True)
+
+
+def test_xla_is_refused_loudly_while_training_is_deterministic(cache, tmp_path):
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 1, "jit_compile": True}
+    with pytest.raises(ValueError, match="jit_compile: Keras compiled without XLA"):
+        train_run("r", params, cache, tmp_path)
+    assert not (tmp_path / "history.csv").exists()
+
+
+def test_mixed_precision_run_trains_and_leaves_later_runs_float32(cache, tmp_path):
+    params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 2, "batch_norm": True, "dropout": 0.4}
+    train_run("r", {**params, "mixed_precision": True}, cache, tmp_path / "mixed")
+    assert np.isfinite(pd.read_csv(tmp_path / "mixed" / "history.csv")[["loss", "val_loss"]].to_numpy()).all()
+    mixed = keras.models.load_model(tmp_path / "mixed" / "model.keras")
+    assert mixed.get_layer("block1_conv").dtype_policy.name == "mixed_float16"
+    assert mixed.get_layer("head").dtype_policy.name == "float32" and mixed.output.dtype == "float32"
+    assert isinstance(mixed.optimizer, keras.optimizers.LossScaleOptimizer)
+    train_run("r", params, cache, tmp_path / "default")
+    default = keras.models.load_model(tmp_path / "default" / "model.keras")
+    assert {layer.dtype_policy.name for layer in default.layers} == {"float32"}
+    assert not isinstance(default.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def _batches(dataset):
+    """One pass over a pipeline: (images, labels) per batch."""
+    return [tuple(t.numpy() for t in batch) for batch in dataset]
+
+
+def _epochs(pipelines, epochs):
+    """The training batches of each of ``epochs`` (0-based), one pass per epoch as in `fit`."""
+    passes = []
+    for epoch in epochs:
+        pipelines.epoch.assign(epoch)
+        passes.append(_batches(pipelines.train))
+    return passes
 
 
 def test_each_epoch_visits_every_image_once_in_its_own_order(cache):
     data = load_cache(cache)
     params = {**TINY_DEFAULTS, "seed": 3, "batch_size": 5}
-    train, _, steps, _ = make_datasets(data, params, 0, 2)
-    epochs = _epochs(train, steps, 2)
-    n = len(data.x_train)
+    epochs = _epochs(make_datasets(data, params, 0, 2), range(2))
+    n, steps = len(data.x_train), len(epochs[0])
     assert n % 5 and steps == -(-n // 5)
     assert [len(b[0]) for b in epochs[0]] == [5] * (steps - 1) + [n % 5]  # no batch spans two epochs
     expected = np.sort(data.x_train.astype("float32").reshape(n, -1).sum(axis=1) / 255.0)
@@ -71,10 +118,10 @@ def test_each_epoch_visits_every_image_once_in_its_own_order(cache):
 def test_training_batches_are_augmented_afresh_each_epoch_and_validation_never(cache):
     data = load_cache(cache)
     params = {**TINY_DEFAULTS, "seed": 3, "augment": "lab", "batch_size": 4}
-    train, val, steps, val_steps = make_datasets(data, params, 0, 2)
-    epochs = _epochs(train, steps, 2)
-    again = _epochs(make_datasets(data, params, 0, 2)[0], steps, 2)
-    plain = _epochs(make_datasets(data, {**params, "augment": "none"}, 0, 2)[0], steps, 2)
+    pipelines = make_datasets(data, params, 0, 2)
+    epochs = _epochs(pipelines, range(2))
+    again = _epochs(make_datasets(data, params, 0, 2), range(2))
+    plain = _epochs(make_datasets(data, {**params, "augment": "none"}, 0, 2), range(2))
     # The same seed draws the same augmentations.
     for a, b in zip(epochs[0] + epochs[1], again[0] + again[1], strict=True):
         np.testing.assert_array_equal(a[0], b[0])
@@ -82,17 +129,16 @@ def test_training_batches_are_augmented_afresh_each_epoch_and_validation_never(c
     assert all(np.array_equal(a[1], p[1]) for a, p in zip(epochs[0], plain[0], strict=True))
     assert np.abs(np.concatenate([b[0] for b in epochs[0]]) - np.concatenate([b[0] for b in plain[0]])).mean() > 0.01
     expected = data.x_val.astype("float32") / 255.0
-    for epoch in _epochs(val, val_steps, 2):
-        np.testing.assert_allclose(np.concatenate([b[0] for b in epoch]), expected, rtol=1e-6)
+    for _ in range(2):
+        np.testing.assert_allclose(np.concatenate([b[0] for b in _batches(pipelines.val)]), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("augment", ["none", "lab"])
 def test_an_epoch_draws_the_same_whichever_epoch_the_pipeline_starts_at(cache, augment):
     data = load_cache(cache)
     params = {**TINY_DEFAULTS, "seed": 5, "augment": augment, "batch_size": 4}
-    train, _, steps, _ = make_datasets(data, params, 0, 3)
-    from_start = _epochs(train, steps, 3)
-    resumed = _epochs(make_datasets(data, params, 2, 3)[0], steps, 1)
+    from_start = _epochs(make_datasets(data, params, 0, 3), range(3))
+    resumed = _epochs(make_datasets(data, params, 2, 3), [2])
     for a, b in zip(from_start[2], resumed[0], strict=True):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
@@ -150,6 +196,7 @@ def _killable_project(folder, epochs):
                 "dropout": 0.4, "spatial_dropout": 0.1, "batch_norm": True,
             },
             "threads": 1,
+            "checkpoint_seconds": 0,
             "studies": {"one": {"datasets": ["skin"], "seeds": [0]}},
         },
     )  # fmt: skip
@@ -185,8 +232,10 @@ def test_run_killed_at_two_epochs_ends_with_the_history_of_the_uninterrupted_run
 TRAIN_SCRIPT = """
 import json, os, signal, sys
 import cnnreg.resume
+from cnnreg.execution import Execution
 from cnnreg.train import train_run
 cache, run_dir, params, kill_epoch = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+execution = Execution(checkpoint_seconds=float(sys.argv[5]))
 write_atomic = cnnreg.resume.write_atomic
 def dying_write(path, write, **kwargs):
     if path.name == f"state-epoch{kill_epoch}.keras":
@@ -196,13 +245,15 @@ def dying_write(path, write, **kwargs):
         return write_atomic(path, write_then_die, **kwargs)
     return write_atomic(path, write, **kwargs)
 cnnreg.resume.write_atomic = dying_write
-train_run("r", params, cache, run_dir)
+train_run("r", params, cache, run_dir, execution=execution)
 """
 
 
-def _train_in_process(cache, run_dir, params, kill_epoch=0):
+def _train_in_process(cache, run_dir, params, kill_epoch=0, checkpoint_seconds=0):
+    """Train in a fresh process, by default checkpointing after every epoch."""
     return subprocess.run(
-        [sys.executable, "-c", TRAIN_SCRIPT, str(cache), str(run_dir), json.dumps(params), str(kill_epoch)],
+        [sys.executable, "-c", TRAIN_SCRIPT, str(cache), str(run_dir), json.dumps(params), str(kill_epoch),
+         str(checkpoint_seconds)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
@@ -223,6 +274,68 @@ def test_kill_during_the_checkpoint_write_resumes_from_the_epoch_before(cache, t
         check_exact=True,
     )
     assert not resume.exists()
+
+
+# Trains one run in a fresh process, in its main thread or another one, checkpointing only at the
+# end of its fit; SIGTERMs itself as epoch `term_epoch` (1-based) begins.
+TERM_SCRIPT = """
+import json, os, signal, sys, threading
+import cnnreg.train
+from cnnreg.execution import Execution
+from cnnreg.stopping import TrainingStopped, install_sigterm_handler
+cache, run_dir, params, term_epoch, where = sys.argv[1:3] + [json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5]]
+begin = cnnreg.train.EpochRecorder.on_epoch_begin
+def begin_then_terminate(self, epoch, logs=None):
+    begin(self, epoch, logs)
+    if epoch + 1 == term_epoch:
+        os.kill(os.getpid(), signal.SIGTERM)
+cnnreg.train.EpochRecorder.on_epoch_begin = begin_then_terminate
+install_sigterm_handler()
+execution = Execution(steps_per_execution=2, checkpoint_seconds=1000)
+if where == "main":
+    cnnreg.train.train_run("r", params, cache, run_dir, execution=execution)
+else:
+    stopped = []
+    def train():
+        try:
+            cnnreg.train.train_run("r", params, cache, run_dir, execution=execution)
+        except TrainingStopped as stop:
+            stopped.append(stop)
+    worker = threading.Thread(target=train)
+    worker.start()
+    worker.join()
+    if stopped:
+        raise stopped[0]
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cache, tmp_path_factory):
+    """The history of a 4-epoch run (batch norm, dropout, augmentation) trained without a stop."""
+    params = {
+        **TINY_DEFAULTS, "dataset": "skin", "seed": 4, "epochs": 4, "batch_size": 5, "dropout": 0.4,
+        "batch_norm": True, "augment": "lab",
+    }  # fmt: skip
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    train_run("r", params, cache, run_dir)
+    return params, pd.read_csv(run_dir / "history.csv")
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_sigterm_checkpoints_the_finished_epochs_and_exits_143(cache, uninterrupted, tmp_path, where):
+    params, expected = uninterrupted
+    stopped = subprocess.run(
+        [sys.executable, "-c", TERM_SCRIPT, str(cache), str(tmp_path), json.dumps(params), "2", where],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert stopped.returncode == 143, stopped.stderr
+    resume = tmp_path / "resume"
+    assert [p.name for p in resume.glob("state-*")] == ["state-epoch2.keras"]  # epoch 2 finished, then it stopped
+    assert len(pd.read_csv(resume / "history.csv")) == len(pd.read_csv(tmp_path / "history.csv")) == 2
+    assert not (tmp_path / "metrics.json").exists() and not list(resume.glob(".*.tmp*"))
+    train_run("r", params, cache, tmp_path)
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv")[columns], expected[columns], check_exact=True)
 
 
 def test_a_second_writer_of_a_run_is_refused_at_once(cache, tmp_path):
@@ -303,7 +416,8 @@ def _model_weights(path):
 def test_best_model_and_predictions_survive_a_kill_and_the_test_split_is_only_predicted(held_out_cache, tmp_path):
     params = {**TINY_DEFAULTS, "dataset": "skin", "seed": 0, "epochs": 5}
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    assert _train_in_process(held_out_cache, reference, params).returncode == 0
+    # The reference checkpoints only after its last epoch: its best model waits in memory until then.
+    assert _train_in_process(held_out_cache, reference, params, checkpoint_seconds=1000).returncode == 0
     history = pd.read_csv(reference / "history.csv")
     best = int(history["epoch"][history["val_accuracy"].idxmax()])
     metrics = json.loads((reference / "metrics.json").read_text())

@@ -2,18 +2,17 @@
 
 Every output is written to a unique temporary file in its own folder, flushed to disk, renamed
 over its final name (an atomic step on POSIX file systems), and the folder's entry is flushed
-too; a writer that fails, or is stopped by SIGTERM (what SLURM sends at a time limit), leaves
-no temporary file behind.
+too; a writer that fails leaves no temporary file behind, and `remove_pending` removes those of
+writes in progress when the process must end at once (`cnnreg.stopping`).
 """
 
 import os
-import signal
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-#: Temporary files being written now, removed if SIGTERM arrives.
+#: Temporary files being written now.
 _PENDING = set()
 #: The process's umask: temporary files are private, the final file gets the usual mode.
 _UMASK = os.umask(0)
@@ -77,16 +76,10 @@ def remove_durably(path):
     _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
 
 
-def exit_on_sigterm():
-    """Turn SIGTERM into ``SystemExit(143)``, so that writers in progress remove their temporary
-    files and callers' ``finally`` blocks run before the process ends."""
-
-    def terminate(signum, frame):
-        for tmp in list(_PENDING):
-            tmp.unlink(missing_ok=True)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
+def remove_pending():
+    """Remove the temporary files of writes in progress (the process is about to end)."""
+    for tmp in list(_PENDING):
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync(path, flags):

@@ -15,6 +15,8 @@ CODE_OF = {
     "prepare_data": ("data", "folders", "images", "atomic"),
     "train": (
         "train",
+        "execution",
+        "stopping",
         "resume",
         "history",
         "models",

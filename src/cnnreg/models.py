@@ -2,6 +2,8 @@
 and the transfer head on VGG16 features; and compiling a model for a run.
 
 `cnnreg.registry` says which builder each model name uses and which run parameters it takes.
+With ``mixed_precision`` a model is built under Keras' ``mixed_float16`` policy (`build_in_precision`)
+and its loss is scaled; the head computes in float32 whatever the policy.
 
 Every convolution is 3×3 with ``padding="same"``; batch normalisation sits between a convolution and
 its ReLU; spatial dropout follows the ReLU (before pooling); dropout follows the ReLU of each hidden
@@ -50,7 +52,7 @@ def classifier(x, dense, dropout, head):
         if dropout:
             x = layers.Dropout(dropout, name=f"dense{i}_dropout")(x)
     units = 1 if head == "sigmoid" else 2
-    return layers.Dense(units, activation=head, name="head")(x)
+    return layers.Dense(units, activation=head, name="head", dtype="float32")(x)
 
 
 def alexnet(
@@ -152,10 +154,49 @@ def transfer_head(feature_shape, dense=(128,), dropout=0.5):
     return keras.Model(inputs, classifier(inputs, dense, dropout, "sigmoid"), name="transfer_head")
 
 
-def compile_model(model, params):
-    """Compile with the run's optimizer and the loss of its head.
+def build_in_precision(build, mixed_precision):
+    """The model ``build()`` returns; with `mixed_precision`, its layers compute in float16 and
+    keep float32 variables (Keras' ``mixed_float16`` policy).
 
-    The accuracy metric is named ``accuracy`` whatever the head, so histories compare.
+    The policy is set for the call only. Keras keeps its default policy per thread, so models
+    built afterwards, or meanwhile in other threads, are float32.
+
+    Raises
+    ------
+    ValueError
+        If a mixed-precision model's output is not float32 (its loss would be computed in
+        float16); the lab's heads are float32.
+    """
+    if not mixed_precision:
+        return build()
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build()
+    finally:
+        keras.config.set_dtype_policy(before)
+    if model.output.dtype != "float32":
+        raise ValueError(
+            f"model {model.name} outputs {model.output.dtype} under mixed precision; give its last layer "
+            "dtype='float32'"
+        )
+    return model
+
+
+def compile_model(model, params, steps_per_execution=1):
+    """Compile with the run's optimizer, the loss of its head and its XLA setting.
+
+    The accuracy metric is named ``accuracy`` whatever the head, so histories compare. XLA is on
+    only with ``jit_compile`` (Keras' own default turns it on for some GPU models), and the loss
+    is scaled with ``mixed_precision``; both default to off. `steps_per_execution` is Keras'
+    (`cnnreg.execution`).
+
+    Raises
+    ------
+    ValueError
+        If ``jit_compile`` is true but Keras compiled without XLA, as it does while TensorFlow's
+        op determinism is on (`cnnreg.train.configure_tensorflow`): XLA has no deterministic
+        gradient of max pooling, so Keras does not try.
     """
     if params["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {params['optimizer']!r}")
@@ -165,5 +206,20 @@ def compile_model(model, params):
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=OPTIMIZERS[params["optimizer"]](learning_rate=params["lr"]), loss=loss, metrics=[accuracy])
+    optimizer = OPTIMIZERS[params["optimizer"]](learning_rate=params["lr"])
+    if params.get("mixed_precision", False):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    jit_compile = params.get("jit_compile", False)
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=[accuracy],
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+    if model.jit_compile != jit_compile:
+        raise ValueError(
+            "jit_compile: Keras compiled without XLA, which it does while TensorFlow's op determinism is on "
+            "(exact resume needs it; XLA has no deterministic max-pooling gradient)"
+        )
     return model

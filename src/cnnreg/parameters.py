@@ -221,6 +221,11 @@ PARAMETERS = {
         ),
         Parameter("folds", int, lambda v: _is_int(v, 0) and v != 1, "0 (no cross-validation) or K >= 2 folds"),
         Parameter("fold", int, lambda v: _is_int(v, 0), "a fold index 0..folds-1"),
+        Parameter("jit_compile", bool, lambda v: isinstance(v, bool | np.bool_), "true (XLA) or false"),
+        Parameter(
+            "mixed_precision", bool, lambda v: isinstance(v, bool | np.bool_),
+            "true (float16 computations, float32 variables and head, scaled loss) or false",
+        ),
     )
 }  # fmt: skip
 NAMES = tuple(PARAMETERS)

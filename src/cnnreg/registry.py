@@ -18,7 +18,7 @@ from dataclasses import dataclass
 #: Parameters every model uses: what it trains on, how, and for how long.
 TRAINING_PARAMETERS = (
     "model", "dataset", "seed", "head", "lr", "optimizer", "batch_size", "epochs", "image_size", "channels",
-    "class_weight", "folds", "fold",
+    "class_weight", "folds", "fold", "jit_compile", "mixed_precision",
 )  # fmt: skip
 #: Parameters of the fine-tuning stage (models with ``fine_tunes``).
 FINE_TUNING_PARAMETERS = ("fine_tune", "fine_tune_lr")

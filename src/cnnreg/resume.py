@@ -1,13 +1,18 @@
-"""A run's checkpoint: the model after its last finished epoch, the model of its best epoch so
-far, the history so far, and the fingerprint of what they were made from.
+"""A run's checkpoint: the model after its last checkpointed epoch, the model of its best epoch
+so far, the history so far, and the fingerprint of what they were made from.
 
-Layout of ``<run dir>/resume/``: ``fingerprint.json``, ``history.csv`` (one row per finished
+Layout of ``<run dir>/resume/``: ``fingerprint.json``, ``history.csv`` (one row per checkpointed
 epoch), ``state-epoch{k}.keras`` (model and optimizer after epoch k) and ``best-epoch{b}.keras``
-(the model after epoch b, the first epoch of maximal validation accuracy so far, as
-`cnnreg.history.history_values` defines it; written only when an epoch improves on it). Every
-file is written durably (`cnnreg.atomic`); the state and best model of epoch k are written before
-the history that names it, and earlier ones are removed only after all three, so a crash at any
-point leaves a usable checkpoint, whose best model is the one its history names.
+(the model after epoch b, the first epoch of maximal validation accuracy among the first k, as
+`cnnreg.history.history_values` defines it). A run checkpoints every ``checkpoint_seconds``, not
+every epoch (`cnnreg.train`), so epoch b may be newer than the previous checkpoint yet older
+than k: its weights were then kept in memory, and are written with checkpoint k.
+
+Invariants, whenever the process dies: the history names as many epochs as a state file, and the
+best model file its rows name exists. Every file is written durably (`cnnreg.atomic`); the state
+and best model of epoch k are written before the history that names them, and earlier ones are
+removed only after all three. A run resumes from this history, never from the run folder's
+history.csv, which may hold epochs newer than the checkpoint.
 The folder is removed once the run's outputs are written: a run that Snakemake starts again
 after it finished (forced, or because an input changed) trains afresh.
 """
@@ -72,15 +77,22 @@ class ResumeState:
         log.info("no usable checkpoint in %s; training afresh", self.folder)
         return self._start_afresh()
 
-    def save(self, model, rows):
-        """Checkpoint after epoch ``len(rows)``, and the model as the best one if that epoch is;
-        earlier states and best models are removed once it is durable."""
+    def save(self, model, rows, best_weights=None):
+        """Checkpoint after epoch ``len(rows)``, with the best model of `rows`; earlier states
+        and best models are removed once it is durable.
+
+        The best model is `model` when the last epoch is the best; else `best_weights`
+        (``model.get_weights()`` after the best epoch) when given, or the file an earlier
+        checkpoint wrote for it.
+        """
         if not self.fingerprint_path.exists():
             write_text(self.fingerprint_path, json.dumps(self.fingerprint, indent=2))
         epoch, best = len(rows), best_epoch(rows)
         write_atomic(self.state_path(epoch), model.save)
         if best == epoch:
             write_atomic(self.best_path(rows), model.save)
+        elif best_weights is not None:
+            write_atomic(self.best_path(rows), lambda tmp: save_with_weights(model, best_weights, tmp))
         write_history(rows, self.history_path)
         for older in self._epochs(_STATE):
             if older < epoch:
@@ -106,6 +118,17 @@ class ResumeState:
     def _epochs(self, pattern):
         """The epochs of the files in the folder whose names match `pattern`, sorted."""
         return sorted(int(m.group(1)) for p in self.folder.iterdir() if (m := pattern.fullmatch(p.name)))
+
+
+def save_with_weights(model, weights, path):
+    """Save `model` as it was with `weights` (``get_weights()`` of an earlier epoch), then give
+    it back its own."""
+    own = model.get_weights()
+    model.set_weights(weights)
+    try:
+        model.save(path)
+    finally:
+        model.set_weights(own)
 
 
 def best_epoch(rows):

@@ -25,7 +25,10 @@ STUDY_PARAMETERS = tuple(p for p in PARAMETERS if p not in ("dataset", "seed", "
 #: Parameters added after the first release, with the value every run had before them. A config's
 #: ``defaults`` may omit them, and while a run keeps these values they stay out of its id, so
 #: adding a capability reruns nothing that was already trained.
-LATER_PARAMETERS = {"fine_tune": 0, "fine_tune_lr": 1.0e-5, "class_weight": "none", "folds": 0, "fold": 0}
+LATER_PARAMETERS = {
+    "fine_tune": 0, "fine_tune_lr": 1.0e-5, "class_weight": "none", "folds": 0, "fold": 0, "jit_compile": False,
+    "mixed_precision": False,
+}  # fmt: skip
 #: What a study's variants may be ranked by (higher is better for each); validation values only,
 #: since ranking is model selection and the test split is never used for it.
 RANK_METRICS = (

@@ -1,17 +1,21 @@
 """One training run: cached data → model → fit → history.csv, metrics.json, model.keras,
 best.keras and predictions.csv.
 
-A run is resumable and reproducible. After every epoch its checkpoint is written durably to
-``<run dir>/resume/`` (`cnnreg.resume`), with the fingerprint of what it was made from
-(`cnnreg.fingerprint`); a run started again after a kill continues from the last finished epoch
+A run is resumable and reproducible. Its checkpoint is written durably to ``<run dir>/resume/``
+(`cnnreg.resume`), with the fingerprint of what it was made from (`cnnreg.fingerprint`), once at
+least ``checkpoint_seconds`` of training have passed since the last one, after the last epoch of
+each fit stage, and when a stop is requested (`cnnreg.stopping`; the run then raises
+`TrainingStopped`). A run started again after a kill continues from its checkpoint's last epoch
 if, and only if, its parameters, data, weights and training code are still the same. Every
 epoch's shuffle order, augmentation draws and dropout masks are a function of (seed, epoch)
-alone (`cnnreg.randomness`), so a resumed run's history equals the uninterrupted run's. One
-process at a time trains a run (`cnnreg.runlock`). When the outputs are written the checkpoint
-is removed, so a run that Snakemake starts again after it finished trains afresh.
+alone (`cnnreg.randomness`), so a resumed run's history equals the uninterrupted run's, and so
+does a run's under any `cnnreg.execution.Execution`. One process at a time trains a run
+(`cnnreg.runlock`). When the outputs are written the checkpoint is removed, so a run that
+Snakemake starts again after it finished trains afresh.
 
-The run's best epoch is the first of maximal validation accuracy; its model, kept in the
-checkpoint whenever an epoch improves on it, becomes ``best.keras``. After training, the best
+The run's best epoch is the first of maximal validation accuracy; its model becomes
+``best.keras``. An epoch that improves on it between two checkpoints keeps its weights in
+memory until the next one writes them. After training, the best
 model predicts the validation split and the held-out test split (if the dataset has one), the
 final model the validation split, each once (`cnnreg.predictions`). The test split is never
 trained on nor used to choose anything. A cross-validation run (``folds`` > 0) trains and
@@ -24,8 +28,10 @@ import logging
 import math
 import platform
 import shutil
+import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -38,16 +44,18 @@ import cnnreg
 from cnnreg.atomic import write_atomic, write_text
 from cnnreg.augment import augment_dataset
 from cnnreg.data import array_digest, load_cache
+from cnnreg.execution import Execution
 from cnnreg.fingerprint import run_fingerprint
 from cnnreg.folds import split_fold
 from cnnreg.history import FINAL_COLUMNS, HISTORY_COLUMNS, history_values, write_history
 from cnnreg.images import DatasetError
-from cnnreg.models import compile_model
+from cnnreg.models import build_in_precision, compile_model
 from cnnreg.predictions import class_probabilities, prediction_rows, scores, write_predictions
 from cnnreg.randomness import epoch_order, reseed_for_epoch
 from cnnreg.registry import lookup
 from cnnreg.resume import ResumeState, best_epoch
 from cnnreg.runlock import run_lock
+from cnnreg.stopping import TrainingStopped, stop_requested
 from cnnreg.studies import LATER_PARAMETERS
 from cnnreg.transfer import feature_extractor, fine_tune_model, load_feature_cache, to_vgg_input
 from cnnreg.weights import file_md5
@@ -55,13 +63,21 @@ from cnnreg.weights import file_md5
 log = logging.getLogger(__name__)
 
 
+#: Held while a run seeds Keras' global random state and builds its model.
+_BUILDING = threading.Lock()
+#: The threads `configure_tensorflow` set in this process.
+_CONFIGURED = {}
+
+
 def configure_tensorflow(threads):
     """Pin TF's thread pools to the job's cores, make ops deterministic, let GPUs be shared.
 
     Thread pools and GPU memory growth can only be set before TensorFlow initialises its runtime;
     in a process that already used TensorFlow (a notebook, a test session) they are left as they
-    are, with a warning.
+    are, with a warning. Calling it again with the same `threads` does nothing.
     """
+    if _CONFIGURED.get("threads") == threads:
+        return
     tf.config.experimental.enable_op_determinism()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -70,6 +86,7 @@ def configure_tensorflow(threads):
             tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError as error:
         log.warning("TensorFlow is already initialised, keeping its settings: %s", error)
+    _CONFIGURED["threads"] = threads
 
 
 def device_name():
@@ -90,32 +107,56 @@ def pixel_scale(x):
     return 1 / 255.0 if x.dtype == np.uint8 else 1.0
 
 
+class Pipelines(NamedTuple):
+    """A fit stage's tf.data pipelines.
+
+    Attributes
+    ----------
+    train : tf.data.Dataset
+        ``(images, labels)`` batches; each pass over it is one epoch, the one ``epoch`` holds
+        when the pass starts.
+    val : tf.data.Dataset
+        ``(images, labels)`` batches of the validation split, the same every pass.
+    epoch : tf.Variable
+        The 0-based epoch of the next pass over ``train``; `fit` sets it at each epoch's start.
+    """
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    epoch: tf.Variable
+
+
 def make_datasets(data, params, first_epoch, last_epoch):
-    """tf.data pipelines for epochs ``first_epoch`` to ``last_epoch - 1`` (0-based), and the
-    steps per epoch of training and validation.
+    """tf.data pipelines for epochs ``first_epoch`` to ``last_epoch - 1`` (0-based).
 
     Each training epoch visits every example once, in the order `cnnreg.randomness.epoch_order`
-    gives for (seed, epoch); its last batch may be smaller, and no batch spans two epochs.
-    Training batches are augmented as the run's ``augment`` says, with draws keyed by (seed,
-    epoch, batch). Both pipelines are driven by ``steps_per_epoch`` over one iterator: a pipeline
-    that ends each epoch stalls for seconds while tf.data tears its iterator down, which
-    dominated small models on CPU. Validation batches come in the same order every epoch and
-    are only rescaled.
+    gives for (seed, epoch); its last batch may be smaller. Training batches are augmented as
+    the run's ``augment`` says, with draws keyed by (seed, epoch, batch). Validation batches come
+    in the same order every epoch and are only rescaled.
+
+    Every pass over a pipeline ends with its epoch, so that Keras' last call of an epoch runs
+    only the batches left of it whatever ``steps_per_execution`` is (with one pipeline spanning
+    all epochs, that call would run on into the next epoch's batches). A pass knows its epoch
+    from a variable read when it starts, since Keras starts each pass after the epoch's
+    ``on_epoch_begin``.
     """
     batch, seed, n, scale = params["batch_size"], params["seed"], len(data.x_train), pixel_scale(data.x_train)
     images, labels = tf.constant(data.x_train), tf.constant(_labels(data.y_train, params["head"]))
-    epochs = np.arange(first_epoch, last_epoch, dtype=np.int64)
-    orders = np.stack([epoch_order(seed, epoch, n) for epoch in epochs])
+    orders = tf.constant(np.stack([epoch_order(seed, epoch, n) for epoch in range(first_epoch, last_epoch)]))
+    epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
 
-    def epoch_batches(epoch, order):
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch).enumerate().map(lambda i, rows: (epoch, i, rows))
+    def epoch_batches(_):
+        current = epoch.value()
+        rows = tf.data.Dataset.from_tensor_slices(orders[current - first_epoch]).batch(batch)
+        return rows.enumerate().map(lambda i, rows: (current, i, rows))
 
     def gather(epoch, i, rows):
         return epoch, i, tf.cast(tf.gather(images, rows), tf.float32) * scale, tf.gather(labels, rows)
 
     train = (
-        tf.data.Dataset.from_tensor_slices((epochs, orders))
+        tf.data.Dataset.from_tensors(0)
         .flat_map(epoch_batches)
+        .apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch)))
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     )
     train = augment_dataset(train, params["augment"], seed, last_epoch).prefetch(tf.data.AUTOTUNE)
@@ -124,19 +165,26 @@ def make_datasets(data, params, first_epoch, last_epoch):
         .batch(batch)
         .map(lambda x, y: (tf.cast(x, tf.float32) * scale, y))
         .cache()
-        .repeat()
         .prefetch(tf.data.AUTOTUNE)
     )
-    return train, val, math.ceil(n / batch), math.ceil(len(data.x_val) / batch)
+    return Pipelines(train, val, epoch)
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Seeds each epoch's dropout masks; appends one history row per epoch, checkpoints, and
-    logs one line (no progress bars)."""
+    """Seeds each epoch's dropout masks; appends one history row per epoch, logs one line (no
+    progress bars), checkpoints when one is due, and stops training when a stop is requested.
 
-    def __init__(self, rows, state, live_history, epochs, seed):
+    A checkpoint is due when `checkpoint_seconds` have passed since the last one (or since the
+    recorder was made), after the last epoch of a fit, and on a stop request. The weights of a
+    best epoch that is not checkpointed wait in memory for the next checkpoint.
+    """
+
+    def __init__(self, rows, state, live_history, epochs, seed, checkpoint_seconds):
         super().__init__()
         self.rows, self.state, self.live_history, self.epochs, self.seed = rows, state, live_history, epochs, seed
+        self.checkpoint_seconds = checkpoint_seconds
+        self.last_checkpoint = time.monotonic()
+        self.unsaved_best = None
         self.first_epoch_started = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -151,13 +199,25 @@ class EpochRecorder(keras.callbacks.Callback):
         row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = time.perf_counter() - self.started
         self.rows.append(row)
-        self.state.save(self.model, self.rows)
         write_history(self.rows, self.live_history)
+        stopping = stop_requested()
+        if stopping or self.checkpoint_due(epoch):
+            self.state.save(self.model, self.rows, self.unsaved_best)
+            self.unsaved_best, self.last_checkpoint = None, time.monotonic()
+        elif best_epoch(self.rows) == row["epoch"]:
+            self.unsaved_best = self.model.get_weights()
+        if stopping:
+            self.model.stop_training = True
         log.info(
             "epoch %d/%d loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f (%.1f s)",
             row["epoch"], self.epochs, row["loss"], row["accuracy"],
             row["val_loss"], row["val_accuracy"], row["seconds"],
         )  # fmt: skip
+
+    def checkpoint_due(self, epoch):
+        """Whether epoch `epoch` (0-based) ends the fit, or the checkpoint interval has passed."""
+        last_of_fit = epoch + 1 == self.params["epochs"]
+        return last_of_fit or time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
 
 
 def roc_auc(labels, scores):
@@ -171,7 +231,12 @@ def roc_auc(labels, scores):
 
 
 def probabilities(model, x, batch_size):
-    """(N, k) class probabilities of every input (either head; see `class_probabilities`)."""
+    """(N, k) class probabilities of every input (either head; see `class_probabilities`).
+
+    One batch per call into TensorFlow whatever the model was compiled with: Keras predicts
+    several batches in one graph, which may round differently.
+    """
+    model.steps_per_execution = 1
     return class_probabilities(model.predict(x.astype("float32") * pixel_scale(x), batch_size=batch_size, verbose=0))
 
 
@@ -234,8 +299,9 @@ def train_run(
     started=None,
     features_path=None,
     weights_path=None,
-    pack=None,
+    *,
     execution=None,
+    pack=None,
 ):
     """Train one run to completion, resuming from its checkpoint if one exists.
 
@@ -259,6 +325,8 @@ def train_run(
         For transfer models: the feature cache written by `cnnreg.transfer`; the head trains on it.
     weights_path : path-like, optional
         For transfer models that fine-tune: the VGG16 weights the features were extracted with.
+    execution : cnnreg.execution.Execution, optional
+        Steps per execution and checkpoint interval (default ``Execution()``); they change no result.
     pack : str, optional
         The pack (`cnnreg.packs`) training the run, recorded in metrics.json.
 
@@ -266,32 +334,42 @@ def train_run(
     -------
     dict
         The content of metrics.json.
+
+    Raises
+    ------
+    TrainingStopped
+        If a stop was requested (`cnnreg.stopping`): after the checkpoint of the last finished
+        epoch, without writing the outputs; or at once, if it was requested before the run began.
     """
     started = started or time.time()
+    execution = execution or Execution()
     params = {**LATER_PARAMETERS, **params}
     run_dir = Path(run_dir)
+    stop_if_requested(run, [])
     configure_tensorflow(threads)
     spec = lookup(params["model"])
     with run_lock(run_dir, run):
         images = fold_of(load_cache(cache_path), params)
         data, fingerprint = first_stage(spec, params, images, features_path, weights_path)
         state = ResumeState(run_dir / "resume", fingerprint)
-        model, rows = state.load()
+        checkpointed, rows = state.load()
         total = params["epochs"] + params["fine_tune"]
-        if model is None:
-            keras.utils.set_random_seed(params["seed"])
-            model = compile_model(spec.build(params, data.x_train.shape[1:]), params)
-        else:
+        if checkpointed is not None:
             log.info("resuming %s after epoch %d of %d", run, len(rows), total)
-        recorder = EpochRecorder(rows, state, run_dir / "history.csv", total, params["seed"])
+        model = starting_model(checkpointed, spec, params, data.x_train.shape[1:], execution.steps_per_execution)
+        recorder = EpochRecorder(
+            rows, state, run_dir / "history.csv", total, params["seed"], execution.checkpoint_seconds
+        )
         fit(model, data, params, params["epochs"], recorder)
+        stop_if_requested(run, rows)
         stages = [data]
         if params["fine_tune"]:
             data = vgg_input(images)
             stages.append(data)
             if len(rows) <= params["epochs"]:
-                model = fine_tuning_model(model, params, data, weights_path)
+                model = fine_tuning_model(model, params, data, weights_path, execution.steps_per_execution)
             fit(model, data, params, total, recorder)
+            stop_if_requested(run, rows)
         write_atomic(run_dir / "best.keras", lambda tmp: shutil.copyfile(state.best_path(rows), tmp))
         best_stage = stages[0] if best_epoch(rows) <= params["epochs"] else stages[-1]
         predictions = predict_held_out(
@@ -310,6 +388,28 @@ def current_fingerprint(params, cache_path, features_path=None, weights_path=Non
     params = {**LATER_PARAMETERS, **params}
     images = fold_of(load_cache(cache_path), params)
     return first_stage(lookup(params["model"]), params, images, features_path, weights_path)[1]
+
+
+def starting_model(checkpointed, spec, params, input_shape, steps_per_execution):
+    """The model a run starts fitting: its checkpoint's, or a new one built and compiled.
+
+    A checkpoint's model was compiled with the steps per execution of the process that saved it;
+    it runs at `steps_per_execution` now (which changes no result).
+    """
+    if checkpointed is not None:
+        checkpointed.steps_per_execution = steps_per_execution
+        return checkpointed
+    with _BUILDING:  # the seed is global: runs training in other threads must not draw from it meanwhile
+        keras.utils.set_random_seed(params["seed"])
+        model = build_in_precision(lambda: spec.build(params, input_shape), params["mixed_precision"])
+        return compile_model(model, params, steps_per_execution)
+
+
+def stop_if_requested(run, rows):
+    """Raise `TrainingStopped` if a stop was requested (`rows`: the epochs finished, all in the
+    checkpoint by then)."""
+    if stop_requested():
+        raise TrainingStopped(f"run {run} stopped on request after epoch {len(rows)}, which its checkpoint holds")
 
 
 def fold_of(data, params):
@@ -349,11 +449,14 @@ def vgg_input(cache):
     return cache._replace(**{key: to_vgg_input(getattr(cache, key)) for key in ("x_train", "x_val", "x_test")})
 
 
-def fine_tuning_model(head, params, data, weights_path):
+def fine_tuning_model(head, params, data, weights_path, steps_per_execution):
     """The trained head on VGG16 with block 5 unfrozen, compiled at the fine-tuning rate."""
     log.info("fine-tuning block 5 for %d epochs at lr %g", params["fine_tune"], params["fine_tune_lr"])
-    extractor = feature_extractor(weights_path, data.x_train.shape[1:])
-    return compile_model(fine_tune_model(extractor, head), {**params, "lr": params["fine_tune_lr"]})
+    model = build_in_precision(
+        lambda: fine_tune_model(feature_extractor(weights_path, data.x_train.shape[1:]), head),
+        params["mixed_precision"],
+    )
+    return compile_model(model, {**params, "lr": params["fine_tune_lr"]}, steps_per_execution)
 
 
 def class_weights(labels, classes, setting):
@@ -370,16 +473,15 @@ def fit(model, data, params, until_epoch, recorder):
     done = len(recorder.rows)
     if done >= until_epoch:
         return
-    train, val, steps, val_steps = make_datasets(data, params, done, until_epoch)
+    pipelines = make_datasets(data, params, done, until_epoch)
+    select_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: pipelines.epoch.assign(epoch))
     model.fit(
-        train,
-        validation_data=val,
+        pipelines.train,
+        validation_data=pipelines.val,
         epochs=until_epoch,
         initial_epoch=done,
-        steps_per_epoch=steps,
-        validation_steps=val_steps,
         class_weight=class_weights(data.y_train, data.classes, params["class_weight"]),
-        callbacks=[recorder],
+        callbacks=[select_epoch, recorder],
         shuffle=False,
         verbose=0,
     )
