@@ -27,7 +27,7 @@ def test_time_limits_grow_per_attempt_and_never_exceed_max_runtime(minutes):
 
 
 def test_packs_hold_one_cache_each_and_stay_within_their_run_count_and_budget():
-    estimate = dict(zip("abcdefgh", [100, 100, 100, 500, 900, 50, 50, 2000])).get
+    estimate = dict(zip("abcdefgh", [100, 100, 100, 500, 900, 50, 50, 2000], strict=True)).get
     group = {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1, "f": 2, "g": 2, "h": 2}.get
     packs = form_packs("hgfedcba", estimate, group, {"runs": 3, "minutes": 800}, max_runtime=1440)
     assert list(packs.values()) == [("a", "b", "c"), ("d",), ("e",), ("f", "g"), ("h",)]
