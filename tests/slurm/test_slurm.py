@@ -56,6 +56,7 @@ def tiny_config(project, epochs=2, seeds=(0, 1, 2, 3), pack=None, **defaults):
             "threads": 1,
             "pack": pack or {"runs": 1},
             "max_runtime": 45,
+            "checkpoint_seconds": 0,
             "studies": {
                 "bn": {"grid": {"batch_norm": [False, True]}, "datasets": ["skin"], "seeds": list(seeds)},
             },
