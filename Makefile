@@ -28,7 +28,7 @@ install-profile:
 
 # Generated, seeded demo images in the real layout, with a test/ split (does nothing if they are there).
 demo-data: install
-	$(BIN)/python -m cnnreg.synthetic data/demo --n-train 100 --n-val 40 --n-test 30
+	$(BIN)/python -m cnnreg.synthetic data/demo --n-test 60
 
 # ImageNet weights into Keras' cache (checked, not downloaded again), or else the stand-in.
 demo-weights: install demo-data
