@@ -3,6 +3,7 @@ import yaml
 from snakemake.utils import update_config
 from workflow_helpers import REPO
 
+from cnnreg.parameters import LAB_AUGMENTATION
 from cnnreg.studies import (
     PARAMETERS,
     ConfigError,
@@ -77,6 +78,25 @@ def test_run_id_is_stable_and_canonical():
     assert run_id(params).startswith("alexnet-skin-")
     assert run_id({**params, "seed": 1}) != run_id(params)
     assert normalise(params)["dropout"] == 0.0 and isinstance(normalise(params)["dropout"], float)
+
+
+def test_every_run_holds_the_canonical_parameters_its_id_hashes(lab_config):
+    # The plan normalises defaults, set, variants and grid points once each, not every run; each run
+    # still holds canonical values in parameter order (lr 1.0, not 1: its id hashes their JSON).
+    study = lab_config["studies"]["task1_batchnorm"]
+    study.pop("baseline")
+    study["set"] = {"lr": 1, "epochs": 50}
+    study["variants"] = [{"dropout": 0}, {"augment": {"horizontal_flip": True, **LAB_AUGMENTATION}}]
+    plan = build_plan(lab_config)
+    runs = {rid: plan.runs[rid] for rid in plan.studies["task1_batchnorm"].runs}
+    assert len(runs) == 2 * 2 * 3  # variants x batch_norm x seeds
+    for rid, params in runs.items():
+        assert list(params.items()) == list(normalise(params).items())
+        assert run_id(params) == rid
+    assert {(params["lr"], params["dropout"], params["augment"]) for params in runs.values()} == {
+        (1.0, 0.0, "none"),
+        (1.0, 0.0, "lab"),
+    }
 
 
 def test_editing_a_study_without_changing_parameters_keeps_run_ids(lab_config):

@@ -12,15 +12,18 @@ import json
 import os
 from pathlib import Path
 
-from cnnreg.images import DatasetError
-
-__all__ = ["IMAGE_SUFFIXES", "SPLITS", "TEST_SPLIT", "dataset_signature", "first_image", "scan_dataset"]
+__all__ = ["IMAGE_SUFFIXES", "SPLITS", "TEST_SPLIT", "DatasetError", "dataset_signature", "first_image", "scan_dataset"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 #: The splits every dataset has.
 SPLITS = ("train", "validation")
 #: The optional held-out split.
 TEST_SPLIT = "test"
+
+
+class DatasetError(ValueError):
+    """A dataset folder or cache that cannot be used; the message says why and how to fix it."""
+
 
 _LAYOUT = (
     "expected layout: <root>/train/<class>/<images> and "

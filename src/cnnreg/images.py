@@ -2,8 +2,8 @@
 
 :func:`read_image` decodes PNG, JPEG, TIFF and BMP files with Pillow or :mod:`tifffile`, applies
 their EXIF or TIFF orientation, converts colour modes and checks the value range. It raises
-:class:`DatasetError`, the error of every unusable dataset input; it is defined here, below
-`cnnreg.data`, which builds its caches with :func:`read_image`.
+:class:`DatasetError`, the error of every unusable dataset input (defined in `cnnreg.folders`,
+which the workflow imports while it is parsed, without the image libraries imported here).
 """
 
 from pathlib import Path
@@ -15,6 +15,8 @@ import tifffile
 from skimage.color import rgb2gray
 from skimage.transform import resize
 from skimage.util import img_as_float
+
+from cnnreg.folders import DatasetError
 
 __all__ = ["DatasetError", "read_image"]
 
@@ -31,10 +33,6 @@ _ORIENTATIONS = {
     7: lambda image: image[::-1, ::-1].swapaxes(0, 1),
     8: lambda image: np.rot90(image),
 }
-
-
-class DatasetError(ValueError):
-    """A dataset folder or cache that cannot be used; the message says why and how to fix it."""
 
 
 def read_image(path, image_size, channels):

@@ -102,13 +102,16 @@ def run_id(params):
     A `LATER_PARAMETERS` entry at its default is not hashed, nor is one that counts only with
     another (`_COUNTS_WITH`) while that one is at its default.
     """
-    hashed = normalise(params)
-    left_out = [name for name in LATER_PARAMETERS if _at_later_default(hashed, _COUNTS_WITH.get(name, name))]
-    for name in left_out:
-        hashed.pop(name, None)
+    return _hashed_id(normalise(params))
+
+
+def _hashed_id(normalised):
+    """`run_id` of parameters that are already normalised."""
+    left_out = {name for name in LATER_PARAMETERS if _at_later_default(normalised, _COUNTS_WITH.get(name, name))}
+    hashed = {name: value for name, value in normalised.items() if name not in left_out}
     canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
-    return f"{registry.short_name(params['model'])}-{params['dataset']}-{digest}"
+    return f"{registry.short_name(normalised['model'])}-{normalised['dataset']}-{digest}"
 
 
 def _at_later_default(params, name):
@@ -233,16 +236,25 @@ def _expand_study(name, spec, defaults, datasets):
     fold_points = [{"folds": folds, "fold": fold} for fold in range(folds)] or [{}]
     runs = {}
     grid_points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    # Each part normalised once (a parameter's canonical value depends on that value alone), not
+    # every run's 21 values: a plan of 10,000 runs is built while the workflow is parsed.
+    common = normalise({**defaults, **fixed})
+    normalised_variants = [normalise(variant) for variant in variants]
+    normalised_points = [normalise(point) for point in grid_points]
     for dataset in spec.get("datasets", []):
         for index, variant in enumerate(variants):
-            for point in grid_points:
+            for point, normalised_point in zip(grid_points, normalised_points, strict=True):
                 for seed, in_fold in itertools.product(spec.get("seeds", [0]), fold_points):
-                    params = normalise(
-                        {**defaults, **fixed, **variant, **point, "dataset": dataset, "seed": seed, **in_fold}
-                    )
+                    own = normalise({"dataset": dataset, "seed": seed, **in_fold})
+                    params = _in_order({**common, **normalised_variants[index], **normalised_point, **own})
                     _check_run(path, params, _given(path, fixed, index, variant, point))
-                    runs[run_id(params)] = params
+                    runs[_hashed_id(params)] = params
     return runs
+
+
+def _in_order(params):
+    """``params`` in the order of `PARAMETERS`, as `normalise` returns them."""
+    return {name: params[name] for name in PARAMETERS if name in params}
 
 
 def _given(path, fixed, index, variant, point):
@@ -328,9 +340,9 @@ def _check_built_model(key_path, spec, params):
 
 def _describe_study(name, spec, study_runs, rank_by):
     params = list(study_runs.values())
-    varied = tuple(
-        p for p in PARAMETERS if p not in ("seed", "fold") and len({json.dumps(run[p]) for run in params}) > 1
-    )
+    # repr as the key (not json.dumps, ten times slower): a parameter's canonical values have one
+    # type, so two have equal reprs exactly when they have equal JSON.
+    varied = tuple(p for p in PARAMETERS if p not in ("seed", "fold") and len({repr(run[p]) for run in params}) > 1)
     baseline = normalise(spec.get("baseline", {}))
     if baseline:
         _check_baseline(f"studies.{name}.baseline", baseline, params, varied)
