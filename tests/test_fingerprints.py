@@ -67,7 +67,7 @@ def test_nothing_is_rerun_when_nothing_changed(project):
 
 def test_a_forced_rerun_trains_again(project):
     before = trained_seconds(project)
-    run(project["root"], "--cores", "1", "-f", f"results/runs/{project['run']}/metrics.json")
+    run(project["root"], "--cores", "1", "-f", f"results/packs/{project['run']}.json")  # a pack of one run
     assert trained_seconds(project) != before  # new timings: the epochs ran again
     log = (project["root"] / "logs" / "train" / f"{project['run']}.log").read_text()
     assert "resuming" not in log
