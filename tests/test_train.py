@@ -277,20 +277,20 @@ def test_kill_during_the_checkpoint_write_resumes_from_the_epoch_before(cache, t
 
 
 # Trains one run in a fresh process, in its main thread or another one, checkpointing only at the
-# end of its fit; SIGTERMs itself as epoch `term_epoch` (1-based) begins.
+# end of its fit; requests a stop (what SIGTERM does, tested below) as epoch `term_epoch`
+# (1-based) begins.
 TERM_SCRIPT = """
-import json, os, signal, sys, threading
+import json, sys, threading
 import cnnreg.train
 from cnnreg.execution import Execution
-from cnnreg.stopping import TrainingStopped, install_sigterm_handler
+from cnnreg.stopping import TrainingStopped, request_stop
 cache, run_dir, params, term_epoch, where = sys.argv[1:3] + [json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5]]
 begin = cnnreg.train.EpochRecorder.on_epoch_begin
 def begin_then_terminate(self, epoch, logs=None):
     begin(self, epoch, logs)
     if epoch + 1 == term_epoch:
-        os.kill(os.getpid(), signal.SIGTERM)
+        request_stop()
 cnnreg.train.EpochRecorder.on_epoch_begin = begin_then_terminate
-install_sigterm_handler()
 execution = Execution(steps_per_execution=2, checkpoint_seconds=1000)
 if where == "main":
     cnnreg.train.train_run("r", params, cache, run_dir, execution=execution)
@@ -322,7 +322,7 @@ def uninterrupted(cache, tmp_path_factory):
 
 
 @pytest.mark.parametrize("where", ["main", "thread"])
-def test_sigterm_checkpoints_the_finished_epochs_and_exits_143(cache, uninterrupted, tmp_path, where):
+def test_a_stop_request_checkpoints_the_finished_epochs_and_exits_143(cache, uninterrupted, tmp_path, where):
     params, expected = uninterrupted
     stopped = subprocess.run(
         [sys.executable, "-c", TERM_SCRIPT, str(cache), str(tmp_path), json.dumps(params), "2", where],
@@ -336,6 +336,16 @@ def test_sigterm_checkpoints_the_finished_epochs_and_exits_143(cache, uninterrup
     train_run("r", params, cache, tmp_path)
     columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv")[columns], expected[columns], check_exact=True)
+
+
+def test_sigterm_requests_a_stop_and_a_second_one_exits_at_once():
+    script = (
+        "import os, signal, sys\nfrom cnnreg.stopping import install_sigterm_handler, stop_requested\n"
+        "install_sigterm_handler()\nsignal.raise_signal(signal.SIGTERM)\nprint(stop_requested(), flush=True)\n"
+        "signal.raise_signal(signal.SIGTERM)\nprint('still running')"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["True"] and result.returncode == 143, result
 
 
 def test_a_second_writer_of_a_run_is_refused_at_once(cache, tmp_path):
