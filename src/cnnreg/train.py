@@ -349,8 +349,7 @@ def train_run(
     configure_tensorflow(threads)
     spec = lookup(params["model"])
     with run_lock(run_dir, run):
-        images = fold_of(load_cache(cache_path), params)
-        data, fingerprint = first_stage(spec, params, images, features_path, weights_path)
+        images, data, fingerprint = run_stage(params, cache_path, features_path, weights_path)
         state = ResumeState(run_dir / "resume", fingerprint)
         checkpointed, rows = state.load()
         total = params["epochs"] + params["fine_tune"]
@@ -385,9 +384,13 @@ def train_run(
 def current_fingerprint(params, cache_path, features_path=None, weights_path=None):
     """The fingerprint a run would be trained with now: what a finished run's must equal for
     its outputs to be reused."""
-    params = {**LATER_PARAMETERS, **params}
+    return run_stage({**LATER_PARAMETERS, **params}, cache_path, features_path, weights_path)[2]
+
+
+def run_stage(params, cache_path, features_path, weights_path):
+    """A run's fold of the image cache, the arrays it trains on first, and its fingerprint."""
     images = fold_of(load_cache(cache_path), params)
-    return first_stage(lookup(params["model"]), params, images, features_path, weights_path)[1]
+    return (images, *first_stage(lookup(params["model"]), params, images, features_path, weights_path))
 
 
 def starting_model(checkpointed, spec, params, input_shape, steps_per_execution):
