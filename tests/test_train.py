@@ -309,6 +309,18 @@ else:
 """
 
 
+def train_in_a_fresh_process(cache, run_dir, params, stop_at_epoch=0, where="main"):
+    """Train (or resume) a run in a new Python process, as a job does; `stop_at_epoch` 0 never stops.
+
+    Every side of the comparison runs in its own process: the test session's TensorFlow may
+    already be initialised with other thread pools, and those change the last digits.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", TERM_SCRIPT, str(cache), str(run_dir), json.dumps(params), str(stop_at_epoch), where],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(cache, tmp_path_factory):
     """The history of a 4-epoch run (batch norm, dropout, augmentation) trained without a stop."""
@@ -317,23 +329,22 @@ def uninterrupted(cache, tmp_path_factory):
         "batch_norm": True, "augment": "lab",
     }  # fmt: skip
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    train_run("r", params, cache, run_dir)
+    finished = train_in_a_fresh_process(cache, run_dir, params)
+    assert finished.returncode == 0, finished.stderr
     return params, pd.read_csv(run_dir / "history.csv")
 
 
 @pytest.mark.parametrize("where", ["main", "thread"])
 def test_a_stop_request_checkpoints_the_finished_epochs_and_exits_143(cache, uninterrupted, tmp_path, where):
     params, expected = uninterrupted
-    stopped = subprocess.run(
-        [sys.executable, "-c", TERM_SCRIPT, str(cache), str(tmp_path), json.dumps(params), "2", where],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    stopped = train_in_a_fresh_process(cache, tmp_path, params, stop_at_epoch=2, where=where)
     assert stopped.returncode == 143, stopped.stderr
     resume = tmp_path / "resume"
     assert [p.name for p in resume.glob("state-*")] == ["state-epoch2.keras"]  # epoch 2 finished, then it stopped
     assert len(pd.read_csv(resume / "history.csv")) == len(pd.read_csv(tmp_path / "history.csv")) == 2
     assert not (tmp_path / "metrics.json").exists() and not list(resume.glob(".*.tmp*"))
-    train_run("r", params, cache, tmp_path)
+    resumed = train_in_a_fresh_process(cache, tmp_path, params)
+    assert resumed.returncode == 0, resumed.stderr
     columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv")[columns], expected[columns], check_exact=True)
 
