@@ -165,3 +165,24 @@ def test_report_embeds_figures_and_answers(project):
 
 def test_second_invocation_reruns_nothing(project):
     assert "Nothing to be done" in project["again"].stdout + project["again"].stderr
+
+
+def test_a_changed_study_reruns_what_reads_it(project):
+    """Studies reach the aggregation jobs as params; a change to one must rerun exactly its jobs."""
+    root = project["root"]
+    studies = project["config"]["studies"]
+    changed = {
+        "studies": {
+            "tiny_bn": {**studies["tiny_bn"], "baseline": {"batch_norm": True}},
+            # A new study of an existing run: nothing to train, but runs.tsv lists it.
+            "tiny_again": {"variants": [{"batch_norm": True}], "datasets": ["skin"], "seeds": [1]},
+        }
+    }
+    (root / "changed.yaml").write_text(yaml.safe_dump(changed))
+    planned = snakemake(root, "-n", "--configfile", str(root / "changed.yaml")).stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", planned.split("Job stats:")[1].split("Reasons:")[0], re.MULTILINE))
+    assert jobs.get("train") is None  # no run changed
+    assert jobs["summarize_study"] == "2"  # tiny_bn's baseline and the new tiny_again; not tiny_shared
+    assert jobs["run_table"] == jobs["runs_metrics"] == "1"
+    tiny_bn = next(block for block in planned.split("\n\n") if "wildcards: study=tiny_bn" in block)
+    assert re.search(r"reason: .*Params have changed", tiny_bn), tiny_bn

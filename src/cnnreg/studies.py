@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
@@ -72,6 +72,15 @@ class Study:
     #: The per-run metric (one of `RANK_METRICS`) whose mean ranks the variants.
     rank_by: str = DEFAULT_RANK_BY
 
+    def as_dict(self):
+        """The study as plain values, for a Snakemake param (see `Plan.as_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """The study `as_dict` gave."""
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -83,6 +92,19 @@ class Plan:
     def studies_of(self, run_id):
         """Names of the studies that use ``run_id``."""
         return [name for name, study in self.studies.items() if run_id in study.runs]
+
+    def as_dict(self):
+        """The plan as plain values, for a Snakemake param.
+
+        Snakemake's params trigger compares only builtin values: a dataclass param is left out
+        of it, so a changed study would not rerun the jobs that read it.
+        """
+        return {"runs": self.runs, "studies": {name: study.as_dict() for name, study in self.studies.items()}}
+
+    @classmethod
+    def from_dict(cls, values):
+        """The plan `as_dict` gave."""
+        return cls(values["runs"], {name: Study.from_dict(study) for name, study in values["studies"].items()})
 
 
 def normalise(params):

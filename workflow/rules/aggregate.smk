@@ -36,7 +36,7 @@ rule summarize_study:
     conda:
         "../envs/cnnreg.yaml"
     params:
-        study=lambda wildcards: PLAN.studies[wildcards.study],
+        study=lambda wildcards: PLAN.studies[wildcards.study].as_dict(),
         runs=study_runs,
         run_dirs=study_run_dirs,
         other=compared_study,
@@ -61,7 +61,7 @@ rule runs_metrics:
     conda:
         "../envs/cnnreg.yaml"
     params:
-        plan=PLAN,
+        plan=PLAN.as_dict(),
         run_dirs={run: paths.run_dir(run) for run in PLAN.runs},
         positive_classes=positive_classes(),
         code=CODE["aggregate"],

@@ -249,8 +249,9 @@ def study_run_dirs(wildcards):
 
 
 def compared_study(wildcards):
+    """The study this one is compared with (plain values), or None."""
     study = PLAN.studies[wildcards.study]
-    return PLAN.studies[study.compare_with] if study.compare_with else None
+    return PLAN.studies[study.compare_with].as_dict() if study.compare_with else None
 
 
 def study_features(wildcards):

@@ -8,7 +8,7 @@ rule run_table:
     conda:
         "../envs/cnnreg.yaml"
     params:
-        plan=PLAN,
+        plan=PLAN.as_dict(),
         code=CODE["aggregate"],
     script:
         "../scripts/run_table.py"

@@ -1,10 +1,12 @@
 from cnnreg.aggregate import write_study_outputs
+from cnnreg.studies import Study
 
+other = snakemake.params.other
 write_study_outputs(
-    snakemake.params.study,
+    Study.from_dict(snakemake.params.study),
     snakemake.params.runs,
     snakemake.params.run_dirs,
     dict(snakemake.output),
-    other=snakemake.params.other,
+    other=Study.from_dict(other) if other else None,
     features=snakemake.input.features,
 )
