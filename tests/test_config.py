@@ -99,6 +99,18 @@ def test_missing_dataset_folder_names_path_layout_and_demo(tmp_path, datasets):
     assert "data/Skin/train/<class>/<images>" in output and "make demo" in output
 
 
+def test_without_data_lint_unlock_and_other_targets_work(tmp_path, datasets):
+    """The data is checked for the jobs that read it, not when the workflow is parsed."""
+    config = good_config(datasets)
+    for name in config["datasets"]:
+        config["datasets"][name]["path"] = f"data/{name}"
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--lint")
+    assert "Unlocked working directory" in snakemake(tmp_path, "--unlock").stderr
+    planned = snakemake(tmp_path, "--dry-run", "results/runs.tsv").stdout
+    assert re.search(r"^run_table\s+1$", planned, flags=re.MULTILINE) and "prepare_data" not in planned
+
+
 def test_good_config_dry_run_lists_one_train_job_per_run(tmp_path, datasets):
     write_config(tmp_path, good_config(datasets))
     result = snakemake(tmp_path, "--dry-run")

@@ -167,6 +167,18 @@ def test_second_invocation_reruns_nothing(project):
     assert "Nothing to be done" in project["again"].stdout + project["again"].stderr
 
 
+def test_finished_results_need_no_data(project):
+    """With the data gone, the finished workflow is up to date and its report can be made."""
+    root = project["root"]
+    (root / "data").rename(root / "data-away")
+    try:
+        assert "Nothing to be done" in snakemake(root, "--dry-run").stdout
+        snakemake(root, "--report", "results/report-without-data.html")
+    finally:
+        (root / "data-away").rename(root / "data")
+    assert (root / "results/report-without-data.html").stat().st_size > 100_000
+
+
 def test_a_changed_study_reruns_what_reads_it(project):
     """Studies reach the aggregation jobs as params; a change to one must rerun exactly its jobs."""
     root = project["root"]

@@ -73,28 +73,32 @@ def check_gallery_datasets(config):
     return names
 
 
-def check_dataset_folders(config, plan):
-    """Stop before any job when a used dataset folder is missing, saying how to get one."""
-    used = {params["dataset"] for params in plan.runs.values()}
-    used.update(check_gallery_datasets(config))
-    for name in sorted(used):
-        root = Path(config["datasets"][name]["path"])
-        missing = [
-            p for p in (root, root / "train", root / "validation") if not p.is_dir()
-        ]
-        if missing:
-            raise WorkflowError(
-                f"Dataset '{name}': folder {missing[0]} does not exist (config key "
-                f"'datasets.{name}.path' is {root}). Expected layout: "
-                f"{root}/train/<class>/<images> and {root}/validation/<class>/<images>, "
-                "with the same class folders in both. Put the data there or change the path; "
-                "to try the workflow on generated demo data instead, run `make demo`."
-            )
+def require_dataset_folder(name):
+    """Stop, saying how to get one, when dataset `name`'s folder lacks its layout.
+
+    Called only for jobs whose outputs are still to be made, so that `--lint`, `--unlock`,
+    `--report` of finished results and dry runs of other targets need no data.
+    """
+    root = Path(config["datasets"][name]["path"])
+    missing = [p for p in (root, root / "train", root / "validation") if not p.is_dir()]
+    if missing:
+        raise WorkflowError(
+            f"Dataset '{name}': folder {missing[0]} does not exist (config key "
+            f"'datasets.{name}.path' is {root}). Expected layout: "
+            f"{root}/train/<class>/<images> and {root}/validation/<class>/<images>, "
+            "with the same class folders in both. Put the data there or change the path; "
+            "to try the workflow on generated demo data instead, run `make demo`."
+        )
+
+
+def made(pattern, wildcards):
+    """Whether the output `pattern` names for these wildcards exists already."""
+    return Path(pattern.format(**dict(wildcards.items()))).exists()
 
 
 validate_config(config)
 PLAN = load_plan(config)
-check_dataset_folders(config, PLAN)
+check_gallery_datasets(config)
 # Digests of the library code each kind of job runs: a param, so that a change reruns exactly
 # those jobs (Snakemake tracks the script files, not the modules they import).
 CODE = {kind: code_digest(kind) for kind in CODE_OF}
@@ -117,35 +121,38 @@ EXECUTION = {
 }
 
 
-def run_inputs(run):
+def run_inputs(run, trained):
     """A run's data, as its model's registry entry says: the image cache (which also names the
-    files and holds the test split), and the feature cache and, when it fine-tunes, the weights.
+    files and holds the test split), and the feature cache and, when it fine-tunes, the weights
+    (checked unless the run's pack is `trained`).
     """
     params = PLAN.runs[run]
     inputs = {"cache": paths.cache(params)}
     if lookup(params["model"]).inputs == "features":
         inputs["features"] = paths.features(params)
         if params["fine_tune"]:
-            inputs["weights"] = imagenet_weights()
+            inputs["weights"] = imagenet_weights(required=not trained)
     return inputs
 
 
 def pack_inputs(wildcards):
     """The data of every run of a pack, by kind (cache, features, weights)."""
+    trained = made(paths.PACK, wildcards)
     inputs = {}
     for run in PACKS[wildcards.pack]:
-        for kind, path in run_inputs(run).items():
+        for kind, path in run_inputs(run, trained).items():
             inputs.setdefault(kind, set()).add(path)
     return {kind: sorted(files) for kind, files in inputs.items()}
 
 
 def pack_members(wildcards):
     """Run id → its parameters, folder and data files, for every run of a pack."""
+    trained = made(paths.PACK, wildcards)
     return {
         run: {
             "params": PLAN.runs[run],
             "run_dir": paths.run_dir(run),
-            **run_inputs(run),
+            **run_inputs(run, trained),
         }
         for run in PACKS[wildcards.pack]
     }
@@ -171,18 +178,24 @@ def run_pack(run):
     return paths.pack(PACK_OF[run])
 
 
-def imagenet_weights(wildcards=None):
+def imagenet_weights(required=True):
     """The VGG16 weights file (config key `imagenet_weights`).
 
-    Evaluated only for jobs in the graph, so targets that need no weights never look; when the
-    file is absent the graph is not built and the message says how to stage it.
+    Evaluated only for jobs in the graph, so targets that need no weights never look. When a
+    job still to run needs the file (`required`) and it is absent, the graph is not built and
+    the message says how to stage it.
     """
     from cnnreg.weights import missing_weights_message, resolve_weights_path
 
     path = resolve_weights_path(config.get("imagenet_weights", "imagenet"))
-    if not path.is_file():
+    if required and not path.is_file():
         raise WorkflowError(missing_weights_message(path, "imagenet_weights"))
     return str(path)
+
+
+def extraction_weights(wildcards):
+    """The weights extract_features reads: checked unless its features are made."""
+    return imagenet_weights(required=not made(paths.FEATURES, wildcards))
 
 
 def run_cache(wildcards):
@@ -199,6 +212,9 @@ def run_params(wildcards):
 
 
 def dataset_folder(wildcards):
+    """The folder prepare_data decodes: checked unless its cache is made."""
+    if not made(paths.CACHE, wildcards):
+        require_dataset_folder(wildcards.dataset)
     return config["datasets"][wildcards.dataset]["path"]
 
 
@@ -210,7 +226,7 @@ def dataset_images(wildcards):
     """Signature of the dataset's image files (names, sizes, times): a param, since Snakemake
     sees only the folder's own time, which adding a file to a class folder does not change.
     """
-    return folder_signature(dataset_folder(wildcards))
+    return folder_signature(config["datasets"][wildcards.dataset]["path"])
 
 
 @functools.cache
@@ -302,6 +318,10 @@ def gallery_image(wildcards):
     configured = GALLERY.get("image", {}).get(wildcards.dataset)
     if configured:
         return str(root / configured)
+    if not made(f"{paths.GALLERY}/skimage.png", wildcards):
+        require_dataset_folder(wildcards.dataset)
+    elif not root.is_dir():
+        return str(root)  # made, and its data gone since: nothing to redo
     return str(first_image(root, dataset_classes(wildcards)))
 
 

@@ -2,7 +2,7 @@ rule extract_features:
     """ImageNet VGG16 (include_top=False, frozen) features of a dataset, once for every head run."""
     input:
         cache=paths.CACHE,
-        weights=imagenet_weights,
+        weights=extraction_weights,
     output:
         features=paths.FEATURES,
         summary=paths.FEATURES_SUMMARY,
