@@ -33,6 +33,7 @@ rule summarize_study:
         answer=paths.study_file("{study}", "answer.txt"),
     log:
         "logs/summarize_study/{study}.log",
+    localrule: True
     conda:
         "../envs/cnnreg.yaml"
     params:

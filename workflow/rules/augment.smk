@@ -21,6 +21,7 @@ rule augment_gallery:
         generator_json=f"{paths.GALLERY}/generator.json",
     log:
         "logs/augment_gallery/{dataset}.log",
+    localrule: True
     conda:
         "../envs/cnnreg.yaml"
     params:
