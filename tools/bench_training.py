@@ -12,6 +12,9 @@ each path building the same model with the same seed (`cnnreg.registry`, `compil
 
 An epoch's time is the median of the epochs after the first (which traces the graph); all paths
 share the process settings cnnreg makes (thread pools, op determinism). Ratios > 1: cnnreg faster.
+For cnnreg at ``--steps`` the table also gives its first epoch, what one checkpoint of the trained
+run costs (`cnnreg.resume.ResumeState.save`: model and optimizer) and the copy of its weights
+kept in memory instead between checkpoints (medians of 3).
 
 Pack: ``--pack-runs`` runs (seeds 0, 1, ...; AlexNet base 8) trained as one process each, one
 after another (Python and TensorFlow start every time), against one process calling
@@ -46,6 +49,7 @@ from cnnreg.data import array_digest, load_cache
 from cnnreg.execution import Execution
 from cnnreg.models import compile_model
 from cnnreg.registry import lookup
+from cnnreg.resume import ResumeState
 from cnnreg.train import configure_tensorflow, device_name, train_run
 
 
@@ -63,6 +67,8 @@ CONFIGS = {
     "vgg16-base32": Config("vgg16", "softmax", 32, 8, cpu_images=(16, 8)),
 }
 LAB_SIZE = 128
+#: What the main table gives besides epoch times, for cnnreg at the best N (seconds).
+COSTS = ("first epoch", "checkpoint", "weights copy")
 SEPARATE_JOB = """import sys, json
 from cnnreg.execution import Execution
 from cnnreg.train import train_run
@@ -178,9 +184,27 @@ def tfdata_path(cache, params):
 
 
 def cnnreg_path(cache_path, params, steps, threads):
+    """Seconds per epoch, of the first epoch, of a checkpoint and of a weights copy."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as folder:
         train_run("bench", params, cache_path, folder, threads=threads, execution=Execution(steps))
-        return per_epoch(pd.read_csv(Path(folder) / "history.csv")["seconds"].tolist())
+        seconds = pd.read_csv(Path(folder) / "history.csv")["seconds"].tolist()
+        return {"epoch": per_epoch(seconds), "first epoch": seconds[0], **checkpoint_costs(Path(folder))}
+
+
+def checkpoint_costs(run_dir, repeats=3):
+    """Median seconds of one checkpoint of a finished run's model, and of one copy of its weights."""
+    model = keras.models.load_model(run_dir / "model.keras")
+    rows = pd.read_csv(run_dir / "history.csv").to_dict("records")
+    state = ResumeState(run_dir / "resume", {"params": "bench"})
+    saves, copies = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        state.save(model, rows)
+        saves.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        model.get_weights()
+        copies.append(time.perf_counter() - started)
+    return {"checkpoint": float(np.median(saves)), "weights copy": float(np.median(copies))}
 
 
 def variants(args):
@@ -217,9 +241,12 @@ def measure_epochs(args, folder, results):
 def measure_cnnreg(args, cache_path, params, variant, row, results):
     """cnnreg's epoch time for one variant: into the main row (N=1, N=best) or a sweep row."""
     steps, xla, mixed = variant
-    seconds = cnnreg_path(cache_path, {**params, "jit_compile": xla, "mixed_precision": mixed}, steps, args.threads)
+    timing = cnnreg_path(cache_path, {**params, "jit_compile": xla, "mixed_precision": mixed}, steps, args.threads)
+    seconds = timing["epoch"]
     progress(f"{row['config']} {row['size']}: cnnreg N={steps} xla={xla} mixed={mixed} {seconds:.3f} s/epoch")
-    if variant in ((1, False, False), (args.steps, False, False)):
+    if variant == (args.steps, False, False):
+        row.update({f"cnnreg N={steps}": seconds, **{k: timing[k] for k in COSTS}})
+    elif variant == (1, False, False):
         row[f"cnnreg N={steps}"] = seconds
     else:
         names = {"config": row["config"], "size": row["size"], "N": steps, "jit_compile": xla, "mixed_precision": mixed}
@@ -281,7 +308,7 @@ def measure_pack(args, folder, results):
 
 def epoch_table(rows, best):
     table = pd.DataFrame(rows).reindex(
-        columns=["config", "size", "base", "train/val", "lab", "tf.data", "cnnreg N=1", f"cnnreg N={best}"]
+        columns=["config", "size", "base", "train/val", "lab", "tf.data", "cnnreg N=1", f"cnnreg N={best}", *COSTS]
     )
     table["lab/cnnreg"] = table["lab"] / table[f"cnnreg N={best}"]
     table["tf.data/cnnreg"] = table["tf.data"] / table[f"cnnreg N={best}"]
@@ -310,7 +337,10 @@ def print_tables(results, args, stopped):
     )
     numbers = {"float_format": lambda x: f"{x:.3f}", "index": False}
     if results["main"]:
-        print("\nSeconds per epoch (median after the first); ratios > 1: cnnreg N=best faster")
+        print(
+            "\nSeconds per epoch (median after the first), and cnnreg's first epoch, checkpoint and weights"
+            " copy at N=best; ratios > 1: cnnreg N=best faster"
+        )
         print(epoch_table(results["main"], args.steps).to_string(**numbers))
     if results["sweep"]:
         print("\ncnnreg variants: seconds per epoch")
