@@ -39,7 +39,9 @@ def make_data(folder, n_train=12, n_val=6, size=40):
 
 
 def write_config(project, config):
+    """The project's config/config.yaml; its GPU jobs may run on the CPU unless `config` says."""
     (project / "config").mkdir(parents=True, exist_ok=True)
+    config = {"allow_cpu": True, **config}
     (project / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 

@@ -46,11 +46,12 @@ import tensorflow as tf
 import cnnreg
 from cnnreg.atomic import save_npz
 from cnnreg.data import array_digest, load_cache
+from cnnreg.devices import device_name
 from cnnreg.execution import Execution
 from cnnreg.models import compile_model
 from cnnreg.registry import lookup
 from cnnreg.resume import ResumeState
-from cnnreg.train import configure_tensorflow, device_name, train_run
+from cnnreg.train import configure_tensorflow, train_run
 
 
 class Config(NamedTuple):

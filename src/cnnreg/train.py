@@ -44,6 +44,7 @@ import cnnreg
 from cnnreg.atomic import write_atomic, write_text
 from cnnreg.augment import augment_dataset
 from cnnreg.data import array_digest, load_cache
+from cnnreg.devices import device_name
 from cnnreg.execution import Execution
 from cnnreg.fingerprint import run_fingerprint
 from cnnreg.folds import split_fold
@@ -87,14 +88,6 @@ def configure_tensorflow(threads):
     except RuntimeError as error:
         log.warning("TensorFlow is already initialised, keeping its settings: %s", error)
     _CONFIGURED["threads"] = threads
-
-
-def device_name():
-    """'CPU' or the name of the first visible GPU."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "CPU"
-    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
 
 
 def _labels(y, head):

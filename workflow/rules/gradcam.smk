@@ -32,6 +32,8 @@ rule gradcam:
     conda:
         "../envs/cnnreg.yaml"
     threads: config["threads"]
+    resources:
+        gpu=config["gpus_per_job"],
     params:
         run=run_params,
         model=lambda wildcards: paths.run_file(wildcards.run, "model.keras"),

@@ -33,6 +33,7 @@ rule train:
     resources:
         runtime=pack_runtime,
         mem_mb=pack_mem_mb,
+        gpu=config["gpus_per_job"],
     params:
         members=pack_members,
         concurrent=PACKING["concurrent"],

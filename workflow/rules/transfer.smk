@@ -20,6 +20,7 @@ rule extract_features:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+        gpu=config["gpus_per_job"],
     params:
         code=CODE["extract_features"],
     script:
