@@ -99,7 +99,7 @@ class Plan:
         Snakemake's params trigger compares only builtin values: a dataclass param is left out
         of it, so a changed study would not rerun the jobs that read it.
         """
-        return {"runs": self.runs, "studies": {name: study.as_dict() for name, study in self.studies.items()}}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, values):

@@ -70,7 +70,6 @@ def check_gallery_datasets(config):
                 f"Invalid config: config key 'augmentation_gallery.datasets[{i}]': names dataset "
                 f"'{name}', which is not under 'datasets' (known: {sorted(config['datasets'])})"
             )
-    return names
 
 
 def require_dataset_folder(name):
@@ -121,38 +120,39 @@ EXECUTION = {
 }
 
 
-def run_inputs(run, trained):
+def run_inputs(run):
     """A run's data, as its model's registry entry says: the image cache (which also names the
     files and holds the test split), and the feature cache and, when it fine-tunes, the weights
-    (checked unless the run's pack is `trained`).
+    (checked by `pack_inputs`).
     """
     params = PLAN.runs[run]
     inputs = {"cache": paths.cache(params)}
     if lookup(params["model"]).inputs == "features":
         inputs["features"] = paths.features(params)
         if params["fine_tune"]:
-            inputs["weights"] = imagenet_weights(required=not trained)
+            inputs["weights"] = imagenet_weights(required=False)
     return inputs
 
 
 def pack_inputs(wildcards):
-    """The data of every run of a pack, by kind (cache, features, weights)."""
-    trained = made(paths.PACK, wildcards)
+    """The data of every run of a pack, by kind (cache, features, weights); the weights are
+    checked unless the pack is made."""
     inputs = {}
     for run in PACKS[wildcards.pack]:
-        for kind, path in run_inputs(run, trained).items():
+        for kind, path in run_inputs(run).items():
             inputs.setdefault(kind, set()).add(path)
+    if "weights" in inputs:
+        inputs["weights"] = {imagenet_weights(required=not made(paths.PACK, wildcards))}
     return {kind: sorted(files) for kind, files in inputs.items()}
 
 
 def pack_members(wildcards):
     """Run id → its parameters, folder and data files, for every run of a pack."""
-    trained = made(paths.PACK, wildcards)
     return {
         run: {
             "params": PLAN.runs[run],
             "run_dir": paths.run_dir(run),
-            **run_inputs(run, trained),
+            **run_inputs(run),
         }
         for run in PACKS[wildcards.pack]
     }
