@@ -88,15 +88,20 @@ def test_malformed_config_fails_at_parse_time_naming_the_key(tmp_path, datasets,
     assert not (tmp_path / "results").exists()
 
 
-def test_missing_dataset_folder_names_path_layout_and_demo(tmp_path, datasets):
+def test_missing_dataset_folder_stops_a_run_and_is_a_warning_in_a_dry_run(tmp_path, datasets):
     config = good_config(datasets)
     config["datasets"]["skin"]["path"] = "data/Skin"
     write_config(tmp_path, config)
-    result = snakemake(tmp_path, "--dry-run", check=False)
+    result = snakemake(tmp_path, "--cores", "1", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "data/Skin does not exist" in output
     assert "data/Skin/train/<class>/<images>" in output and "make demo" in output
+    assert not (tmp_path / "results").exists()  # stopped before any job
+    dry = snakemake(tmp_path, "--dry-run")  # the whole job graph, before the data is staged
+    warned = dry.stdout + dry.stderr
+    assert "data/Skin does not exist" in warned and "a run would stop here" in warned
+    assert re.search(r"^prepare_data\s+1$", dry.stdout, flags=re.MULTILINE), dry.stdout
 
 
 def test_without_data_lint_unlock_and_other_targets_work(tmp_path, datasets):
@@ -138,7 +143,8 @@ def test_a_key_given_twice_in_a_command_line_config_file_is_an_error(tmp_path, d
     write_config(tmp_path, good_config(datasets))
     override = tmp_path / "override.yaml"
     override.write_text("defaults:\n  lr: 0.1\n  lr: 0.2\n")
-    result = snakemake(tmp_path, "-n", "--configfile", str(override), check=False)
+    lab = tmp_path / "config" / "config.yaml"
+    result = snakemake(tmp_path, "-n", "--configfile", str(lab), str(override), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"{override}, line 3" in output and "key 'lr' under defaults is given twice" in output

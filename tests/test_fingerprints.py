@@ -109,5 +109,5 @@ def test_changed_parameters_train_a_new_run(project):
     root = project["root"]
     override = root / "config" / "lr.yaml"
     override.write_text(yaml.safe_dump({"defaults": {"lr": 0.01}}))
-    jobs, output = planned(root, "--configfile", str(override))
+    jobs, output = planned(root, "--configfile", str(root / "config" / "config.yaml"), str(override))
     assert jobs.get("train") == 1, output

@@ -171,7 +171,8 @@ def test_augmentation_mappings_are_canonical(lab_config):
 
 
 def test_demo_config_over_the_lab_config_builds(lab_config):
-    """``--configfile config/demo.yaml`` merges over config/config.yaml key by key, as Snakemake does."""
+    """``--configfile config/config.yaml config/demo.yaml``: Snakemake merges the second over the first
+    key by key."""
     update_config(lab_config, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
     plan = build_plan(lab_config)
     assert set(plan.studies) == set(lab_config["studies"])

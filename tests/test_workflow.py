@@ -191,7 +191,8 @@ def test_a_changed_study_reruns_what_reads_it(project):
         }
     }
     (root / "changed.yaml").write_text(yaml.safe_dump(changed))
-    planned = snakemake(root, "-n", "--configfile", str(root / "changed.yaml")).stdout
+    config_files = [str(root / "config" / "config.yaml"), str(root / "changed.yaml")]
+    planned = snakemake(root, "-n", "--configfile", *config_files).stdout
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", planned.split("Job stats:")[1].split("Reasons:")[0], re.MULTILINE))
     assert jobs.get("train") is None  # no run changed
     assert jobs["summarize_study"] == "2"  # tiny_bn's baseline and the new tiny_again; not tiny_shared

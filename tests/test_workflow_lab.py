@@ -180,6 +180,9 @@ def test_missing_weights_stop_the_graph_before_any_job_and_spare_other_targets(t
     assert str(missing) in output
     assert "imagenet_weights" in output and "python -m cnnreg.weights stage" in output
     assert not (tmp_path / "results").exists()  # no job ran
+    dry = snakemake(tmp_path, "-n")  # the whole graph, with a warning
+    assert str(missing) in dry.stdout + dry.stderr
+    assert re.search(r"^extract_features\s+1$", dry.stdout, flags=re.MULTILINE), dry.stdout
     others = [f"results/studies/{study}/summary.csv" for study in ("vgg_grid", "augmentation", "explain")]
     dry = snakemake(tmp_path, "-n", *others)
     assert "extract_features" not in dry.stdout

@@ -47,7 +47,7 @@ def write_config(project, config):
 
 def snakemake(project, *args, check=True, timeout=900, background=False):
     """Run ``snakemake`` on the repository's Snakefile with ``project`` as working directory."""
-    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(project), *args]
+    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(project), *args]
     if background:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)

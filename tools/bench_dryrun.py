@@ -125,7 +125,7 @@ def main(argv=None):
             )
             for name, project in projects.items():
                 expect = ("train", args.runs // packings[name])
-                times[name].append(dry_run(project, "--snakefile", str(REPO / "Snakefile"), expect=expect))
+                times[name].append(dry_run(project, "--snakefile", str(REPO / "workflow" / "Snakefile"), expect=expect))
             print(
                 f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]['wall']:.2f} s" for k, v in times.items()), flush=True
             )

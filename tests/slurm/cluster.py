@@ -260,6 +260,9 @@ class SlurmCluster:
     devices made with mknod in ``workdir/dev``, CUDA_VISIBLE_DEVICES is set in jobs as on a
     real GPU node).  Ports are picked free at start.  ``min_job_age`` is how long slurmctld
     keeps finished jobs (scontrol/squeue); sacct keeps them for good.
+    ``other_partitions`` are more partitions of the same node (``partition`` is the default one),
+    ``other_accounts`` more accounts of the current user (``account`` is its default),
+    ``other_qos`` more QOS it may use (besides ``normal``).
     """
 
     def __init__(
@@ -272,6 +275,9 @@ class SlurmCluster:
         cluster_name: str = "testcluster",
         partition: str = "main",
         account: str = "testaccount",
+        other_partitions: tuple[str, ...] = (),
+        other_accounts: tuple[str, ...] = (),
+        other_qos: tuple[str, ...] = (),
         start_timeout: float = 120,
         install: bool = True,
     ):
@@ -282,6 +288,9 @@ class SlurmCluster:
         self.cluster_name = cluster_name
         self.partition = partition
         self.account = account
+        self.other_partitions = other_partitions
+        self.other_accounts = other_accounts
+        self.other_qos = other_qos
         self.start_timeout = start_timeout
         self.install = install
         self.node = socket.gethostname().split(".")[0]
@@ -457,6 +466,7 @@ class SlurmCluster:
             f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={self.node} CPUs={self.cpus} "
             f"RealMemory={self.real_memory} Gres=gpu:{self.gpus} State=UNKNOWN",
             f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+            *(f"PartitionName={name} Nodes=ALL Default=NO MaxTime=INFINITE State=UP" for name in self.other_partitions),
         ]
         return "\n".join(lines) + "\n"
 
@@ -586,6 +596,16 @@ class SlurmCluster:
             ["add", "cluster", cluster],
             ["add", "account", account, f"Cluster={cluster}", "Description=tests", "Organization=tests"],
             ["add", "user", user, f"Account={account}", f"DefaultAccount={account}", f"Cluster={cluster}"],
+            *(
+                step
+                for other in self.other_accounts
+                for step in (
+                    ["add", "account", other, f"Cluster={cluster}", "Description=tests", "Organization=tests"],
+                    ["add", "user", user, f"Account={other}", f"Cluster={cluster}"],
+                )
+            ),
+            *(["add", "qos", qos] for qos in self.other_qos),
+            *([["modify", "user", user, "set", f"QOS+={','.join(self.other_qos)}"]] if self.other_qos else []),
         ):
             r = self.run(["sacctmgr", "-i", *args], check=False, timeout=30)
             if r.returncode and "already exist" not in (r.stdout + r.stderr).lower():
@@ -612,7 +632,8 @@ class SlurmCluster:
 
     def node_state(self) -> str:
         """sinfo's state of the node: 'idle', 'mixed', 'allocated', 'drained', 'down*', ..."""
-        return self.run(["sinfo", "-h", "-N", "-n", self.node, "-o", "%T"], timeout=20).stdout.strip()
+        argv = ["sinfo", "-h", "-N", "-n", self.node, "-p", self.partition, "-o", "%T"]  # a line per partition
+        return self.run(argv, timeout=20).stdout.strip()
 
     def wait_node_idle(self, timeout: float | None = None) -> None:
         """Wait until the node is idle; fail with sinfo's reason if it stays down or drained."""

@@ -1,12 +1,13 @@
-"""The workflow through `snakemake --profile profiles/slurm` on a real one-node SLURM cluster.
+"""The workflow through its SLURM profile on a real one-node SLURM cluster.
 
 The cluster (slurmctld, slurmd, slurmdbd with MariaDB, munged; one GPU as a generic resource) is
-started by `cluster.SlurmCluster` and every daemon is stopped by PID afterwards. The shipped profile
-is used as it is; only the config is tiny (and asks for one CPU per training job). The cluster has
-one partition, its default, so no partition is named.
+started by `cluster.SlurmCluster` and every daemon is stopped by PID afterwards. It has two
+partitions (`main`, the default, and `gpu`), two accounts (`testaccount`, the default, and
+`siteaccount`) and a QOS `siteqos` besides `normal`. The shipped profile is used as it is, as the
+workflow profile (beside a site profile of the test's own in one test); only the config is tiny
+(and asks for one CPU per training job).
 """
 
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from cluster import SlurmCluster, can_run_cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,15 +30,21 @@ PROFILE = REPO / "profiles" / "slurm"
 def cluster(tmp_path_factory):
     if reason := can_run_cluster():
         pytest.skip(f"cannot run SLURM daemons here: {reason}")
-    with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
+    site = {"other_partitions": ("gpu",), "other_accounts": ("siteaccount",), "other_qos": ("siteqos",)}
+    with SlurmCluster(tmp_path_factory.mktemp("slurm"), **site) as running:
         yield running
 
 
-def profile_run(cluster, project, *args, timeout=900, background=False):
-    command = [
-        str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(project),
-        "--profile", str(PROFILE), *args,
+def snakemake_args(project, *args):
+    """Snakemake's arguments for `project` with the shipped profile as the workflow profile."""
+    return [
+        "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(project),
+        "--workflow-profile", str(PROFILE), *args,
     ]  # fmt: skip
+
+
+def profile_run(cluster, project, *args, timeout=900, background=False):
+    command = [str(SNAKEMAKE), *snakemake_args(project, *args)]
     if background:
         return subprocess.Popen(command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # `timeout -k`: Snakemake waits for its jobs on SIGTERM; a hung run must still end.
@@ -47,7 +55,7 @@ def profile_run(cluster, project, *args, timeout=900, background=False):
     return result
 
 
-def tiny_config(project, epochs=2, seeds=(0, 1, 2, 3), pack=None, **defaults):
+def tiny_config(project, epochs=2, seeds=(0, 1, 2, 3), pack=None, partitions=None, **defaults):
     write_config(
         project,
         {
@@ -57,6 +65,7 @@ def tiny_config(project, epochs=2, seeds=(0, 1, 2, 3), pack=None, **defaults):
             "pack": pack or {"runs": 1},
             "max_runtime": 45,
             "checkpoint_seconds": 0,
+            **({"partitions": partitions} if partitions else {}),
             "studies": {
                 "bn": {"grid": {"batch_norm": [False, True]}, "datasets": ["skin"], "seeds": list(seeds)},
             },
@@ -76,23 +85,36 @@ def running_train_jobs(cluster):
     return [line.split()[0] for line in queue.splitlines() if "train" in line]
 
 
-def test_packed_gpu_jobs_through_the_profile(cluster, tmp_path):
-    tiny_config(tmp_path, pack={"runs": 4})
-    profile_run(cluster, tmp_path)
+def site_profile(folder):
+    """A site's own global profile: its account and QOS for every job, and nothing of ours."""
+    folder.mkdir()
+    settings = {"executor": "slurm", "default-resources": ["slurm_account=siteaccount", "qos=siteqos"]}
+    (folder / "config.yaml").write_text(yaml.safe_dump(settings))
+    return folder
+
+
+def test_packed_gpu_jobs_through_a_site_profile(cluster, tmp_path):
+    tiny_config(tmp_path, pack={"runs": 4}, partitions={"gpu": "gpu"})
+    site = site_profile(tmp_path / "mysite")
+    profile_run(cluster, tmp_path, "--profile", str(site))
     profile_run(cluster, tmp_path, "--report", "results/report.html")
 
-    packs = train_jobs(cluster)
+    fields = "JobID,Comment,Partition,Account,QOS,TimelimitRaw,State"
+    jobs = cluster.sacct(fields=fields, allocations_only=True)
+    (prepare,) = [job for job in jobs if "prepare_data" in job["Comment"]]
+    assert (prepare["Partition"], prepare["Account"], prepare["QOS"]) == ("main", "siteaccount", "siteqos")
+    packs = [job for job in jobs if "train" in job["Comment"]]
     assert len(packs) == 2  # 8 runs, 4 per pack
     for pack in packs:
+        # the site's account and QOS, the workflow's partition for GPU jobs; its 4 short runs need
+        # 10 minutes' allowance + a little each, within the config's max_runtime of 45
+        assert (pack["Partition"], pack["Account"], pack["QOS"]) == ("gpu", "siteaccount", "siteqos"), pack
+        assert pack["TimelimitRaw"] == "11", pack
         rows = cluster.wait_sacct(pack["JobID"])
-        (limit,) = cluster.sacct(pack["JobID"], fields="JobID,TimelimitRaw", allocations_only=True)
         job, steps = rows[0], [r for r in rows[1:] if r["JobID"].split(".")[-1].isdigit()]
         assert job["State"] == "COMPLETED"
         assert "gres/gpu=1" in job["ReqTRES"] and "gres/gpu=1" in job["AllocTRES"]
-        # one process for the pack; its 4 short runs need 10 minutes' allowance + a little each,
-        # within the config's max_runtime of 45
-        assert len(steps) == 1 and steps[0]["State"] == "COMPLETED"
-        assert limit["TimelimitRaw"] == "11", limit
+        assert len(steps) == 1 and steps[0]["State"] == "COMPLETED"  # one process for the pack
 
     runs = pd.read_csv(tmp_path / "results" / "runs.tsv", sep="\t")
     assert len(runs) == 8
@@ -113,21 +135,8 @@ def _wait_for(what, check, timeout):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def stop(runner):
-    """Stop Snakemake as a user would: Ctrl-C, then kill it if it is still waiting a minute later.
-
-    The plugin's sacct status check does not recognise "CANCELLED by <uid>" and may wait for the
-    cancelled job for ever.
-    """
-    runner.send_signal(signal.SIGINT)
-    try:
-        runner.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        runner.kill()
-        runner.communicate(timeout=30)
-
-
-def test_scancelled_training_job_resumes_without_lost_or_duplicated_epochs(cluster, tmp_path):
+def test_a_scancelled_training_job_is_resubmitted_and_resumes(cluster, tmp_path):
+    """No Ctrl-C: the controller notices the cancelled job, resubmits it, and the run resumes."""
     epochs = 10
     tiny_config(tmp_path, epochs=epochs, seeds=[0], batch_size=2, image_size=[48, 48])
     runner = profile_run(cluster, tmp_path, background=True)
@@ -138,16 +147,41 @@ def test_scancelled_training_job_resumes_without_lost_or_duplicated_epochs(clust
         (job,) = running_train_jobs(cluster)
         cluster.run(["scancel", job])
         _wait_for("the job to end", lambda: cluster.wait_sacct(job)[0]["State"].startswith("CANCELLED"), 60)
+        kept = pd.read_csv(history)
+        output, _ = runner.communicate(timeout=600)
     finally:
-        stop(runner)
-    kept = pd.read_csv(history)
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate(timeout=30)
+    assert runner.returncode == 0, output
     assert 2 <= len(kept) < epochs
 
-    profile_run(cluster, tmp_path, "--unlock")
-    profile_run(cluster, tmp_path)
-
+    cancelled, *later = [row for row in train_jobs(cluster) if int(row["JobID"]) >= int(job)]
+    assert cancelled["State"].startswith("CANCELLED")
+    resubmitted = [row["State"] for row in later if row["Comment"] == cancelled["Comment"]]
+    assert resubmitted == ["COMPLETED"], later  # the same pack, once more
     run_dir = history.parent.parent
     final = pd.read_csv(run_dir / "history.csv")
     assert final["epoch"].tolist() == list(range(1, epochs + 1))
     pd.testing.assert_frame_equal(final.iloc[: len(kept)], kept)
     assert f"after epoch {len(kept)} of {epochs}" in (tmp_path / "logs" / "train" / f"{run_dir.name}.log").read_text()
+
+
+def test_the_controller_runs_as_a_slurm_job(cluster, tmp_path):
+    """`python -m cnnreg.submit`: the controller is a job; its log and the report land as the README says."""
+    tiny_config(tmp_path, seeds=[0])
+    submitted = subprocess.run(
+        [sys.executable, "-m", "cnnreg.submit", "--time", "30", "--", *snakemake_args(tmp_path)],
+        cwd=tmp_path, env=cluster.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    controller = submitted.stdout.split("SLURM job ")[1].split(";")[0]
+    assert cluster.wait_job(controller, timeout=900) == "COMPLETED"
+
+    log = (tmp_path / "logs" / "controller" / f"{controller}.log").read_text()
+    assert "steps (100%) done" in log and "Report created" in log
+    submitted_by_it = [row["State"] for row in train_jobs(cluster) if int(row["JobID"]) > int(controller)]
+    assert submitted_by_it == ["COMPLETED", "COMPLETED"]  # its 2 runs, one job each
+    for run in pd.read_csv(tmp_path / "results" / "runs.tsv", sep="\t")["run"]:
+        assert len(pd.read_csv(tmp_path / "results" / "runs" / run / "history.csv")) == 2
+    assert (tmp_path / "results" / "report.html").stat().st_size > 100_000

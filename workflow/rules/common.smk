@@ -6,6 +6,7 @@ from pathlib import Path
 from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from cnnreg import paths
@@ -73,21 +74,43 @@ def check_gallery_datasets(config):
 
 
 def require_dataset_folder(name):
-    """Stop, saying how to get one, when dataset `name`'s folder lacks its layout.
+    """Whether dataset `name`'s folder has its layout; if not, stop saying how to get one
+    (see `available`).
 
     Called only for jobs whose outputs are still to be made, so that `--lint`, `--unlock`,
     `--report` of finished results and dry runs of other targets need no data.
     """
     root = Path(config["datasets"][name]["path"])
     missing = [p for p in (root, root / "train", root / "validation") if not p.is_dir()]
-    if missing:
-        raise WorkflowError(
-            f"Dataset '{name}': folder {missing[0]} does not exist (config key "
-            f"'datasets.{name}.path' is {root}). Expected layout: "
-            f"{root}/train/<class>/<images> and {root}/validation/<class>/<images>, "
-            "with the same class folders in both. Put the data there or change the path; "
-            "to try the workflow on generated demo data instead, run `make demo`."
-        )
+    if not missing:
+        return True
+    return available(
+        f"Dataset '{name}': folder {missing[0]} does not exist (config key "
+        f"'datasets.{name}.path' is {root}). Expected layout: "
+        f"{root}/train/<class>/<images> and {root}/validation/<class>/<images>, "
+        "with the same class folders in both. Put the data there or change the path; "
+        "to try the workflow on generated demo data instead, run `make demo`."
+    )
+
+
+MISSING_INPUTS_SEEN = set()
+
+
+def available(problem):
+    """Whether an input is there, given `problem`, what is wrong with it (or nothing).
+
+    When jobs are to run, a problem stops the workflow before any starts. When none will (a dry
+    run, `--report`; Snakemake then runs no executor or a dry one), it is a warning, given once,
+    and the job goes without that input: the job graph is shown whole before the data is staged.
+    """
+    if not problem:
+        return True
+    if workflow.executor_plugin is not None and not workflow.dryrun:
+        raise WorkflowError(problem)
+    if problem not in MISSING_INPUTS_SEEN:
+        MISSING_INPUTS_SEEN.add(problem)
+        logger.warning(f"{problem}\n(Nothing runs now; a run would stop here.)")
+    return False
 
 
 def made(pattern, wildcards):
@@ -142,7 +165,8 @@ def pack_inputs(wildcards):
         for kind, path in run_inputs(run).items():
             inputs.setdefault(kind, set()).add(path)
     if "weights" in inputs:
-        inputs["weights"] = {imagenet_weights(required=not made(paths.PACK, wildcards))}
+        weights = imagenet_weights(required=not made(paths.PACK, wildcards))
+        inputs["weights"] = {weights} if weights else set()
     return {kind: sorted(files) for kind, files in inputs.items()}
 
 
@@ -156,6 +180,13 @@ def pack_members(wildcards):
         }
         for run in PACKS[wildcards.pack]
     }
+
+
+def partition(kind):
+    """The `slurm_partition` resource of "gpu" or "cpu" jobs when config key `partitions` names
+    one; else no resource at all, so that a profile's default-resources still decide."""
+    name = config.get("partitions", {}).get(kind)
+    return {"slurm_partition": name} if name else {}
 
 
 def pack_runtime(wildcards, attempt):
@@ -189,7 +220,8 @@ def imagenet_weights(required=True):
 
     path = resolve_weights_path(config.get("imagenet_weights", "imagenet"))
     if required and not path.is_file():
-        raise WorkflowError(missing_weights_message(path, "imagenet_weights"))
+        if not available(missing_weights_message(path, "imagenet_weights")):
+            return []
     return str(path)
 
 
@@ -213,8 +245,10 @@ def run_params(wildcards):
 
 def dataset_folder(wildcards):
     """The folder prepare_data decodes: checked unless its cache is made."""
-    if not made(paths.CACHE, wildcards):
-        require_dataset_folder(wildcards.dataset)
+    if not made(paths.CACHE, wildcards) and not require_dataset_folder(
+        wildcards.dataset
+    ):
+        return []
     return config["datasets"][wildcards.dataset]["path"]
 
 
@@ -319,7 +353,8 @@ def gallery_image(wildcards):
     if configured:
         return str(root / configured)
     if not made(f"{paths.GALLERY}/skimage.png", wildcards):
-        require_dataset_folder(wildcards.dataset)
+        if not require_dataset_folder(wildcards.dataset):
+            return []
     elif not root.is_dir():
         return str(root)  # made, and its data gone since: nothing to redo
     return str(first_image(root, dataset_classes(wildcards)))

@@ -14,6 +14,10 @@ rule prepare_data:
     priority: 10
     conda:
         "../envs/cnnreg.yaml"
+    resources:
+        **partition("cpu"),
+        mem_mb=4000,
+        runtime=30,
     params:
         classes=dataset_classes,
         images=dataset_images,

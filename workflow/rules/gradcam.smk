@@ -33,6 +33,9 @@ rule gradcam:
         "../envs/cnnreg.yaml"
     threads: config["threads"]
     resources:
+        **partition("gpu"),
+        mem_mb=8000,
+        runtime=30,
         gpu=config["gpus_per_job"],
     params:
         run=run_params,

@@ -31,6 +31,7 @@ rule train:
         "../envs/cnnreg.yaml"
     threads: config["threads"]
     resources:
+        **partition("gpu"),
         runtime=pack_runtime,
         mem_mb=pack_mem_mb,
         gpu=config["gpus_per_job"],

@@ -19,7 +19,9 @@ rule extract_features:
         "../envs/cnnreg.yaml"
     threads: config["threads"]
     resources:
+        **partition("gpu"),
         mem_mb=8000,
+        runtime=30,
         gpu=config["gpus_per_job"],
     params:
         code=CODE["extract_features"],
