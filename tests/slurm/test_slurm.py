@@ -8,6 +8,8 @@ workflow profile (beside a site profile of the test's own in one test); only the
 (and asks for one CPU per training job).
 """
 
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -185,3 +187,22 @@ def test_the_controller_runs_as_a_slurm_job(cluster, tmp_path):
     for run in pd.read_csv(tmp_path / "results" / "runs.tsv", sep="\t")["run"]:
         assert len(pd.read_csv(tmp_path / "results" / "runs" / run / "history.csv")) == 2
     assert (tmp_path / "results" / "report.html").stat().st_size > 100_000
+
+
+def test_the_lab_grid_plans_and_lints_without_data(cluster, tmp_path):
+    """The lab's config with no data and no weights: the dry run shows its whole job graph (with
+    a warning per missing input) and the time limits it would ask for; --lint passes."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    dry = profile_run(cluster, tmp_path, "-n", "--config", "imagenet_weights=nowhere/vgg16.h5")
+    output = dry.stdout + dry.stderr
+    assert "data/Skin does not exist" in output and "nowhere/vgg16.h5" in output
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout.split("Job stats:")[1], flags=re.MULTILINE))
+    assert counts["prepare_data"] == "6" and counts["extract_features"] == "2" and counts["gradcam"] == "1"
+    train_blocks = [block for block in dry.stdout.split("\n\n") if re.search(r"^rule train:", block, re.MULTILINE)]
+    limits = [int(re.search(r"runtime=(\d+)", block)[1]) for block in train_blocks]
+    assert len(limits) == int(counts["train"]) and all("gpu=1" in block for block in train_blocks)
+    assert 0 < max(limits) <= 1440  # the lab config's max_runtime
+    print(f"lab grid: {len(limits)} train jobs, time limits: largest {max(limits)}, total {sum(limits)} min")
+    lint = profile_run(cluster, tmp_path, "--lint")
+    assert "good condition" in lint.stdout + lint.stderr
