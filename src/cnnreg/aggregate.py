@@ -38,13 +38,15 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
     plots.learning_curves(curves, outputs["curves"], title=study.title)
     plots.final_accuracies(variants, outputs["final"], title=study.title)
     write_text(outputs["answer"], text + "\n")
+    varied = study.varied
     sections = [
-        section("Best against second best, paired by seed (mean difference and interval)", extra["runner_up"]),
-        section("Paired differences against the baseline (mean difference and interval)", extra["effects"]),
+        section("Best against second best, paired by seed (mean difference and interval)", extra["runner_up"], varied),
+        section("Paired differences against the baseline (mean difference and interval)", extra["effects"], varied),
         section(f"Compared with {other.name if other else ''}: {other.title if other else ''}", extra["comparison"]),
         section("Features the heads trained on", pd.DataFrame(feature_rows)),
     ]
-    write_text(outputs["html"], study_page(study.title, study.question, text, variants, sections, summary))
+    page = study_page(study.title, study.question, text, variants, sections, summary, varied)
+    write_text(outputs["html"], page)
 
 
 def _weights_warning(feature_rows):

@@ -10,6 +10,7 @@ import html
 import pandas as pd
 
 from cnnreg.intervals import MIN_INTERVAL
+from cnnreg.readable import readable_table
 from cnnreg.tables import REACHED, STATISTICS, group_keys
 
 __all__ = ["METHOD_TITLES", "answer", "gradcam_page", "html_table", "section", "study_page"]
@@ -25,6 +26,7 @@ _STUDY_PAGE = """<!DOCTYPE html>
 body {{ font-family: sans-serif; margin: 1.5em; }}
 table {{ border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
+td {{ font-variant-numeric: tabular-nums; white-space: nowrap; }}
 th {{ background: #f0f0f0; }}
 .answer {{ background: #eef6ee; padding: 0.75em; border-left: 4px solid #4a4; }}
 </style></head><body>
@@ -40,17 +42,18 @@ th {{ background: #f0f0f0; }}
 """
 
 
-def html_table(table):
-    """A table as HTML, without its index, floats to three decimals, missing values as a dash."""
-    return table.to_html(index=False, float_format="{:.3f}".format, na_rep="—")
+def html_table(table, parameters=()):
+    """A table as people read it (`cnnreg.readable`) in HTML: without its index, floats to three
+    decimals, missing values as a dash; `parameters`, the varied ones, first."""
+    return readable_table(table, parameters).to_html(index=False, float_format="{:.3f}".format, na_rep="—")
 
 
-def section(heading, table):
+def section(heading, table, parameters=()):
     """A headed table, or nothing for an empty table."""
-    return f"<h3>{html.escape(heading)}</h3>\n{html_table(table)}" if len(table) else ""
+    return f"<h3>{html.escape(heading)}</h3>\n{html_table(table, parameters)}" if len(table) else ""
 
 
-def study_page(title, question, answer, variants, sections, runs):
+def study_page(title, question, answer, variants, sections, runs, parameters=()):
     """A study's page (``summary.html``).
 
     Parameters
@@ -61,14 +64,16 @@ def study_page(title, question, answer, variants, sections, runs):
         The per-variant and per-run tables.
     sections : sequence of str
         HTML between them, such as `section` gives.
+    parameters : sequence of str
+        The varied run parameters, shown first in both tables.
     """
     return _STUDY_PAGE.format(
         title=html.escape(title),
         question=html.escape(question or "—"),
         answer=html.escape(answer),
-        variants=html_table(variants),
+        variants=html_table(variants, parameters),
         sections="\n".join(sections),
-        runs=html_table(runs),
+        runs=html_table(runs, parameters),
     )
 
 
