@@ -25,6 +25,7 @@ def test_interval_cell(cell, expected):
         ("final_val_accuracy", "final validation accuracy"),
         ("val_auc", "validation AUC"),
         ("delta_best_val_accuracy", "difference in best validation accuracy"),
+        ("delta", "difference"),  # the runner-up table's difference in rank_by
         ("n_runs", "runs"),
         ("spatial_dropout", "spatial dropout"),
     ],

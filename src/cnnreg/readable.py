@@ -26,6 +26,8 @@ WORDS = {
     "at_epoch": "at epoch",
     "lr": "learning rate",
 }
+#: Whole names whose parts would read wrong: a bare difference is of the study's rank_by metric.
+TITLES = {"delta": "difference"}
 #: Columns every row shares or that only serve machines: left out of the readable view.
 MACHINE_COLUMNS = ("variant", "rank_by")
 _MEAN = re.compile(r"^(?P<name>.+)_mean(?P<suffix>.*)$")
@@ -33,8 +35,8 @@ _MEAN = re.compile(r"^(?P<name>.+)_mean(?P<suffix>.*)$")
 
 def column_title(name):
     """A column name in words: ``final_val_accuracy`` → "final validation accuracy"."""
-    if name in WORDS:
-        return WORDS[name]
+    if name in TITLES or name in WORDS:
+        return TITLES.get(name) or WORDS[name]
     for key, words in WORDS.items():
         name = re.sub(rf"(^|_){re.escape(key)}(_|$)", rf"\g<1>{words}\g<2>", name)
     return name.replace("_", " ")
