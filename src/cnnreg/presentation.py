@@ -10,7 +10,7 @@ import html
 import pandas as pd
 
 from cnnreg.intervals import MIN_INTERVAL
-from cnnreg.readable import readable_table
+from cnnreg.readable import bounds, readable_table
 from cnnreg.tables import REACHED, STATISTICS, group_keys
 
 __all__ = ["METHOD_TITLES", "answer", "gradcam_page", "html_table", "section", "study_page"]
@@ -277,7 +277,7 @@ def _interval(row, name, spec=".3f", suffix=""):
         return "no value"
     if n == 1:
         return f"{mean:{spec}} (n = 1)"
-    between = f"{low:{spec}}{' to ' if spec.startswith('+') or low < 0 else '–'}{high:{spec}}"
+    between = bounds(low, high, spec)
     if method == "range":
         return f"{mean:{spec}} (range {between}, n = {n})"
     return f"{mean:{spec}} ({between}, {method}, n = {n})"

@@ -11,7 +11,7 @@ import pandas as pd
 
 from cnnreg.tables import STATISTICS, VARIANT_COLUMNS
 
-__all__ = ["column_title", "interval_cell", "readable_table"]
+__all__ = ["bounds", "column_title", "interval_cell", "readable_table"]
 
 #: Names in words, for the parts of column names that are not plain English.
 WORDS = {
@@ -42,6 +42,13 @@ def column_title(name):
     return name.replace("_", " ")
 
 
+def bounds(low, high, spec=".3f"):
+    """An interval's bounds: ``0.800–0.910``; joined with "to" where a sign would blur the dash
+    (a signed `spec` or a negative lower bound): ``-0.120 to 0.020``."""
+    joint = " to " if spec.startswith("+") or low < 0 else "–"
+    return f"{low:{spec}}{joint}{high:{spec}}"
+
+
 def interval_cell(mean, low, high, method, n, spec=".3f"):
     """One value with its interval and n, as a table cell.
 
@@ -52,9 +59,8 @@ def interval_cell(mean, low, high, method, n, spec=".3f"):
         return "—"
     if int(n) == 1 or pd.isna(low):
         return f"{mean:{spec}}, n = {int(n)}"
-    between = f"{low:{spec}}{' to ' if low < 0 else '–'}{high:{spec}}"
     kind = "range " if method == "range" else ""
-    return f"{mean:{spec}} ({kind}{between}), n = {int(n)}"
+    return f"{mean:{spec}} ({kind}{bounds(low, high, spec)}), n = {int(n)}"
 
 
 def readable_table(table, parameters=()):
