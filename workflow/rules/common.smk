@@ -213,8 +213,8 @@ def imagenet_weights(required=True):
     """The VGG16 weights file (config key `imagenet_weights`).
 
     Evaluated only for jobs in the graph, so targets that need no weights never look. When a
-    job still to run needs the file (`required`) and it is absent, the graph is not built and
-    the message says how to stage it.
+    job still to run needs the file (`required`) and it is absent, a run stops before any job
+    with a message saying how to stage it; a dry run warns and gets no file (`available`).
     """
     from cnnreg.weights import missing_weights_message, resolve_weights_path
 
