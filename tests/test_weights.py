@@ -5,6 +5,7 @@ Nothing here touches the network: downloads are faked, and the weights are a see
 
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -152,3 +153,9 @@ def test_module_runs_as_script(tmp_path, monkeypatch):
         runpy.run_module("cnnreg.weights", run_name="__main__")
     assert exit_.value.code == 0
     assert out.is_file() and not is_imagenet(out)
+
+
+def test_resolving_the_path_does_not_start_tensorflow():
+    """The workflow resolves the weights path while it plans every job graph."""
+    code = "import sys, cnnreg.weights as w; w.resolve_weights_path('imagenet'); print('keras' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -5,7 +5,8 @@ Compute nodes are usually offline, so the weights file is given explicitly (conf
 (:func:`default_weights_path`). Stage it on a machine with internet with ``python -m cnnreg.weights
 stage`` and copy it over. ``python -m cnnreg.weights random PATH`` writes randomly initialised (not
 ImageNet) weights for tests and offline demos; :func:`is_imagenet` tells the two apart by md5.
-`cnnreg.transfer` loads the file into VGG16.
+`cnnreg.transfer` loads the file into VGG16. Keras is imported only where it is used: the workflow
+resolves the weights path while it builds its job graph (in every job too), without TensorFlow.
 """
 
 import argparse
@@ -14,8 +15,6 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-
-import keras
 
 from cnnreg.atomic import write_atomic
 
@@ -165,6 +164,8 @@ def stage_weights():
     ValueError
         If the cached file's md5 is not the ImageNet file's.
     """
+    import keras
+
     try:
         keras.applications.VGG16(include_top=False, weights="imagenet")
     except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...")
@@ -203,6 +204,8 @@ def write_random_weights(path, seed=0):
     -------
     Path
     """
+    import keras
+
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"random weights are written in Keras 3's format, whose name must end in .weights.h5: {path}")
