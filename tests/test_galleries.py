@@ -166,8 +166,13 @@ def test_skimage_gallery_writes_figure_and_table(photo, tmp_path):
     assert sorted(path.name for path in out.iterdir()) == ["skimage.csv", "skimage.png"]  # no temporary left
     assert (out / "skimage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(out / "skimage.csv")
-    assert list(table.columns) == ["operation", "parameter", "height", "width", "channels", "title"]
+    assert list(table.columns) == ["operation", "parameter", "height", "width", "channels", "min", "max", "title"]
     assert len(table) == len(panels)
+    # Each panel's value range is its image's: a percentile stretch reaches 0 and 1.
+    assert list(table["min"]) == pytest.approx([float(p["image"].min()) for p in panels])
+    assert list(table["max"]) == pytest.approx([float(p["image"].max()) for p in panels])
+    stretched = table[table["operation"] == "rescale_intensity"]
+    assert (stretched["min"] == 0).all() and (stretched["max"] == 1).all()
     assert [json.loads(text) for text in table["parameter"]] == [panel["parameters"] for panel in panels]
     assert list(zip(table["height"], table["width"], table["channels"], strict=True)) == [p["shape"] for p in panels]
     assert list(table["title"]) == [panel["title"] for panel in panels]
@@ -180,6 +185,11 @@ def test_generator_gallery_writes_figure_and_json(small_photo, tmp_path):
     plot_generator_gallery(rows, tmp_path / "gen.png", tmp_path / "gen.json", title="task 5b", seed=3)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["gen.json", "gen.png"]
     record = json.loads((tmp_path / "gen.json").read_text())
-    assert record == {"seed": 3, "samples": 2, "rows": [{"row": row["row"], "spec": row["spec"]} for row in rows]}
+    expected = [
+        {"row": row["row"], "spec": row["spec"], "height": small_photo.shape[0], "width": small_photo.shape[1],
+         "min": float(np.min(row["samples"])), "max": float(np.max(row["samples"]))}
+        for row in rows
+    ]  # fmt: skip
+    assert record == {"seed": 3, "samples": 2, "rows": expected}
     assert len(record["rows"]) == 3
     assert math.isclose(record["rows"][1]["spec"]["rotation_range"], FILL_ROW_TRANSFORM["rotation_range"])

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from workflow_helpers import REPO
 
+from cnnreg.answers import generic as answer
 from cnnreg.data import Cache
 from cnnreg.history import HISTORY_COLUMNS
-from cnnreg.presentation import answer
 from cnnreg.studies import ConfigError, build_plan
 from cnnreg.tables import curve_table, summarise_study
 from cnnreg.train import class_counts
@@ -152,11 +152,13 @@ def test_comparison_with_another_study_per_dataset(lab_config, tmp_path):
     assert mine["best_val_accuracy_mean"] == pytest.approx(0.95)
     assert mine["best_epoch_mean"] == pytest.approx(2)
     assert mine["wall_seconds_mean"] == pytest.approx(1.5)
+    assert mine["seconds_to_best_mean"] == pytest.approx(1.0)  # the best is epoch 2 of 3
     text = answer(variants, comparison=comparison)
     assert (
         "scratch augment=lab: best validation accuracy 0.700 (range 0.700–0.700, n = 2) at epoch 3.0 "
-        "(range 3.0–3.0, n = 2) after 30.0" in text
+        "(range 3.0–3.0, n = 2), after 30.0" in text
     )
+    assert "at epoch 2.0 (range 2.0–2.0, n = 2), after 1.0 (range 1.0–1.0, n = 2) s of training" in text
     assert text.count("On skin: ") == 1
 
 

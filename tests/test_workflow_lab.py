@@ -22,6 +22,9 @@ TITLES = {
     "explain": "Tiny Grad-CAM",
 }
 
+#: The lab sheet's order; "augmentation" keeps the generic answer (it names no answer kind).
+SHEET = ["vgg_grid", "augmentation_gallery", "augmentation", "transfer", "explain"]
+
 
 def lab_config(root, weights):
     return {
@@ -35,6 +38,7 @@ def lab_config(root, weights):
                 "set": {**TINY_VGG, "epochs": 3},
                 "grid": {"batch_norm": [False, True], "spatial_dropout": [0.0, 0.1]},
                 "at_epochs": [2, 3],
+                "answer": "best_combination",
                 "datasets": ["skin"],
                 "seeds": [0],
             },
@@ -51,6 +55,7 @@ def lab_config(root, weights):
                 "title": TITLES["transfer"],
                 "set": {"model": "vgg16_imagenet", "dense": [8], "dropout": 0.5, "channels": 3, "epochs": 3},
                 "compare_with": "augmentation",
+                "answer": "transfer",
                 "datasets": ["skin"],
                 "seeds": [0, 1],
             },
@@ -58,10 +63,12 @@ def lab_config(root, weights):
                 "title": TITLES["explain"],
                 "set": TINY_VGG,
                 "gradcam": True,
+                "answer": "attention",
                 "datasets": ["bone"],
                 "seeds": [0],
             },
         },
+        "lab_sheet": SHEET,
         "augmentation_gallery": {
             "datasets": ["skin"],
             "samples": 2,
@@ -117,8 +124,8 @@ def test_vgg_grid_is_ranked_at_each_epoch_read(project):
         ranked = group[~group["did_not_learn"]]
         assert list(ranked["rank"]) == list(ranked["best_val_accuracy_mean"].rank(ascending=False, method="min"))
         assert group.loc[group["did_not_learn"], "rank"].isna().all()
-        verdict = "the best is" if len(ranked) else "no variant learned"  # tiny runs may stay at chance
-        assert f"On skin at epoch {at_epoch}, {verdict}" in answer
+        verdict = "the best combination is" if len(ranked) else "no combination learned"  # may stay at chance
+        assert f"On skin after {at_epoch} epochs, {verdict}" in answer
 
 
 def test_augmentation_effect_and_transfer_comparison(project):
@@ -127,9 +134,28 @@ def test_augmentation_effect_and_transfer_comparison(project):
     page = (project["root"] / "results/studies/transfer/summary.html").read_text()
     assert "Compared with augmentation" in page
     assert "Features the heads trained on" in page
-    transfer_answer = (project["root"] / "results/studies/transfer/answer.txt").read_text()
-    assert "augmentation augment=lab: best validation accuracy" in transfer_answer
-    assert "not ImageNet" in transfer_answer
+    transfer = json.loads((project["root"] / "results/studies/transfer/answer.json").read_text())
+    assert transfer["kind"] == "transfer"
+    scratch = "AlexNet from scratch (augmentation, " in transfer["text"]  # its best variant, if one learned
+    assert scratch or "no variant of augmentation learned" in transfer["text"]
+    assert "not ImageNet" in transfer["text"]
+    generic = json.loads((project["root"] / "results/studies/augmentation/answer.json").read_text())
+    assert generic["kind"] == "generic" and generic["text"] == answer.strip()
+
+
+def test_the_lab_sheet_walks_the_tasks_in_order(project):
+    page = (project["root"] / "results/lab_sheet.html").read_text()
+    sections = re.findall(r"<section id='([^']+)'>(.*?)</section>", page, flags=re.DOTALL)
+    assert [name for name, _ in sections] == SHEET
+    for name, body in sections:
+        assert "<b>Question.</b>" in body and "<b>Answer</b>" in body, name
+        assert re.search(r"<li>[^<]{20,}</li>", body), name  # an answer of some length
+        assert "src='data:image/png;base64,iVBORw0KGgo" in body, name  # its figure, embedded
+    explain = dict(sections)["explain"]
+    assert "the pointing game" in explain and "description (no comparison to settle)" in explain
+    assert "the original is 40×40" in dict(sections)["augmentation_gallery"]
+    assert "href='studies/vgg_grid/summary.html'" in page
+    assert "<b>Generated data.</b> The images of skin, bone were generated" in page  # cnnreg.synthetic's
 
 
 def test_galleries_have_one_panel_per_parameter_and_their_data(project):
@@ -167,6 +193,7 @@ def test_report_has_a_section_per_task(project):
     for title in TITLES.values():
         assert title in html
     assert "Task 5: augmentation galleries" in html
+    assert "0. Lab sheet" in html
     assert html.count("iVBORw0KGgo") >= 4 * 2 + 2 + 1  # curves and final per study, galleries, Grad-CAM
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 import pandas as pd
 
 from cnnreg import plots
+from cnnreg.answers import StudyTables, answer_study
 from cnnreg.atomic import write_atomic, write_text
-from cnnreg.presentation import answer, section, study_page
+from cnnreg.presentation import section, study_page
 from cnnreg.tables import curve_table, summarise_study
 
 
-def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=()):
-    """Write summary.csv/.html, curves.png/.csv, final.png/.csv and answer.txt for a study.
+def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=(), gradcam=None):
+    """Write summary.csv/.html, curves.png/.csv, final.png/.csv and answer.txt/.json for a study.
 
     Parameters
     ----------
@@ -23,21 +24,30 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=())
         Run id → finished run folder.
     outputs : mapping
         Paths keyed ``summary``, ``html``, ``curves``, ``curves_csv``, ``final``, ``final_csv``,
-        ``answer``.
+        ``answer`` (the text) and ``answer_json`` (`cnnreg.answers.Answer.as_dict`).
     other : cnnreg.studies.Study, optional
         The study this one is compared with.
     features : sequence of path-like
         Feature-extraction summaries (JSON) of a transfer study, shown with their weights.
+    gradcam : mapping, optional
+        Run id → its Grad-CAM summary (``summary.json``), for a study with ``gradcam``.
     """
     summary, variants, extra = summarise_study(study, runs, run_dirs, other)
     curves = curve_table(study, runs, extra["histories"])
     feature_rows = [_features_row(p) for p in features]
-    text = answer(variants, extra["effects"], extra["comparison"], extra["runner_up"]) + _weights_warning(feature_rows)
+    tables = StudyTables(
+        study, summary, variants, extra["effects"], extra["runner_up"], extra["comparison"], other,
+        extra["other_runs"], extra["other_variants"], runs,
+        gradcam={run: json.loads(Path(path).read_text()) for run, path in (gradcam or {}).items()},
+    )  # fmt: skip
+    found = answer_study(tables, _weights_warning(feature_rows))
+    text = found.text
     for table, key in ((summary, "summary"), (variants, "final_csv"), (curves, "curves_csv")):
         write_atomic(outputs[key], lambda tmp, table=table: table.to_csv(tmp, index=False))
     plots.learning_curves(curves, outputs["curves"], title=study.title)
     plots.final_accuracies(variants, outputs["final"], title=study.title)
     write_text(outputs["answer"], text + "\n")
+    write_text(outputs["answer_json"], json.dumps(found.as_dict(), indent=2) + "\n")
     varied = study.varied
     sections = [
         section("Best against second best, paired by seed (mean difference and interval)", extra["runner_up"], varied),

@@ -50,3 +50,9 @@ def _insertion_point(order, number):
             if other is not None and other > number:
                 return index
     return len(order)
+
+
+def leading_category(categories, title):
+    """A category named so that it is listed before all of `categories` (position 0)."""
+    width = len(next(iter(categories.values())).split(".")[0]) if categories else 1
+    return f"{0:0{width}d}. {title}"

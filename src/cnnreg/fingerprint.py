@@ -36,6 +36,10 @@ CODE_OF = {
         "intervals",
         "history",
         "presentation",
+        "readable",
+        "answers",
+        "wording",
+        "lab_sheet",
         "plots",
         "aggregate",
         "studies",
@@ -43,7 +47,7 @@ CODE_OF = {
         "run_metrics",
     ),
     "gallery": ("galleries", "augment", "parameters"),
-    "gradcam": ("gradcam", "cam_inputs", "cam_metrics", "cam_outputs", "presentation", "data"),
+    "gradcam": ("gradcam", "cam_inputs", "cam_metrics", "cam_outputs", "presentation", "readable", "data"),
 }
 
 

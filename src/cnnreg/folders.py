@@ -4,7 +4,8 @@ A dataset folder is laid out as ``<root>/{train,validation}/<class>/<images>``, 
 held-out ``<root>/test/<class>/<images>`` with the same classes (never trained on, nor used to
 select a model). :func:`scan_dataset` checks that layout and lists the images (and says what it does not use),
 :func:`first_image` picks the image task 5's galleries show, and :func:`dataset_signature` tells
-the workflow when the files changed, without reading them.
+the workflow when the files changed, without reading them. :func:`is_generated` says whether
+its images were generated (the demo's, by `cnnreg.synthetic`).
 """
 
 import hashlib
@@ -12,13 +13,30 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "SPLITS", "TEST_SPLIT", "DatasetError", "dataset_signature", "first_image", "scan_dataset"]
+__all__ = [
+    "GENERATED",
+    "IMAGE_SUFFIXES",
+    "SPLITS",
+    "TEST_SPLIT",
+    "DatasetError",
+    "dataset_signature",
+    "first_image",
+    "is_generated",
+    "scan_dataset",
+]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 #: The splits every dataset has.
 SPLITS = ("train", "validation")
 #: The optional held-out split.
 TEST_SPLIT = "test"
+#: The file at a dataset's root that says its images were generated, not collected.
+GENERATED = "generated.json"
+
+
+def is_generated(root):
+    """Whether the dataset folder `root` holds generated images (its `GENERATED` file)."""
+    return (Path(root) / GENERATED).is_file()
 
 
 class DatasetError(ValueError):

@@ -243,7 +243,8 @@ def plot_skimage_gallery(panels, png_path, csv_path, title=""):
         `skimage_panels` output.
     png_path, csv_path : path-like
         Figure and table to write (atomically). The CSV has one row per panel: operation,
-        parameter (compact JSON), height, width, channels, title.
+        parameter (compact JSON), height, width, channels, the image's smallest and largest value
+        (``min``, ``max``, in [0, 1]) and title.
     title : str
         Figure title.
     """
@@ -255,6 +256,8 @@ def plot_skimage_gallery(panels, png_path, csv_path, title=""):
                 "height": panel["shape"][0],
                 "width": panel["shape"][1],
                 "channels": panel["shape"][2] if len(panel["shape"]) == 3 else 1,
+                "min": float(panel["image"].min()),
+                "max": float(panel["image"].max()),
                 "title": panel["title"],
             }
             for panel in panels
@@ -290,14 +293,15 @@ def plot_generator_gallery(rows, png_path, json_path, title="", seed=0):
         `generator_panels` output.
     png_path, json_path : path-like
         Figure and JSON to write (atomically). The JSON holds ``seed``, ``samples`` (draws per
-        row) and ``rows`` (``{"row": title, "spec": spec}`` per row).
+        row) and ``rows``: per row its title ``row``, ``spec``, the samples' ``height`` and
+        ``width``, and their smallest and largest value (``min``, ``max``, in [0, 1]).
     title : str
         Figure title.
     seed : int
         The seed the samples were drawn with, recorded in the JSON.
     """
     samples = len(rows[0]["samples"])
-    record = {"seed": seed, "samples": samples, "rows": [{"row": row["row"], "spec": row["spec"]} for row in rows]}
+    record = {"seed": seed, "samples": samples, "rows": [_generator_record(row) for row in rows]}
     fig = Figure(figsize=(1.9 * (samples + 1), 1.9 * len(rows) + 0.4), layout="constrained")
     axes = fig.subplots(len(rows), samples + 1, squeeze=False)
     for axes_row, row in zip(axes, rows, strict=True):
@@ -311,6 +315,13 @@ def plot_generator_gallery(rows, png_path, json_path, title="", seed=0):
     fig.suptitle(title)
     write_atomic(json_path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
     _save_figure(fig, png_path)
+
+
+def _generator_record(row):
+    drawn = np.stack(row["samples"])
+    height, width = drawn.shape[1:3]
+    extremes = {"min": float(drawn.min()), "max": float(drawn.max())}
+    return {"row": row["row"], "spec": row["spec"], "height": int(height), "width": int(width), **extremes}
 
 
 def write_galleries(image_path, settings, outputs, dataset):

@@ -25,7 +25,9 @@ def history_values(history):
     dict
         ``final_{loss,accuracy,val_loss,val_accuracy}``, ``best_val_accuracy`` and the epoch it
         was reached at (``best_epoch``, the first if tied), ``generalization_gap`` (final accuracy
-        − final validation accuracy) and ``wall_seconds`` (seconds of training).
+        − final validation accuracy), ``wall_seconds`` (seconds of training) and
+        ``seconds_to_best`` (those up to and including the best epoch: how long it took to get
+        there).
     """
     final = history.iloc[-1]
     best = history.loc[history["val_accuracy"].idxmax()]
@@ -34,4 +36,5 @@ def history_values(history):
     values["best_epoch"] = int(best["epoch"])
     values["generalization_gap"] = float(final["accuracy"] - final["val_accuracy"])
     values["wall_seconds"] = float(history["seconds"].sum())
+    values["seconds_to_best"] = float(history.loc[history["epoch"] <= best["epoch"], "seconds"].sum())
     return values

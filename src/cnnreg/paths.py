@@ -17,6 +17,7 @@ RUNS_METRICS = "results/runs_metrics.tsv"
 STUDY = "results/studies/{study}"
 GALLERY = "results/augmentation/{dataset}"
 GRADCAM = "results/gradcam/{run}"
+LAB_SHEET = "results/lab_sheet.html"
 
 
 def _size(params):

@@ -21,6 +21,7 @@ WORDS = {
     "n_runs": "runs",
     "n_not_learned": "runs that did not learn",
     "wall_seconds": "seconds",
+    "seconds_to_best": "seconds to the best epoch",
     "epoch_reached_reference": "epoch reaching the baseline's final training accuracy",
     "delta": "difference in",
     "at_epoch": "at epoch",

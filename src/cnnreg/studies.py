@@ -71,6 +71,8 @@ class Study:
     gradcam: bool = False
     #: The per-run metric (one of `RANK_METRICS`) whose mean ranks the variants.
     rank_by: str = DEFAULT_RANK_BY
+    #: The kind of answer its question gets (`cnnreg.answers.KINDS`; None: the generic one).
+    answer: str | None = None
 
     def as_dict(self):
         """The study as plain values, for a Snakemake param (see `Plan.as_dict`)."""
@@ -393,7 +395,38 @@ def _describe_study(name, spec, study_runs, rank_by):
         compare_with=spec.get("compare_with"),
         gradcam=gradcam,
         rank_by=_check_rank_by(f"studies.{name}.rank_by", spec.get("rank_by", rank_by)),
+        answer=_check_answer(f"studies.{name}.answer", spec, baseline, varied, gradcam),
     )
+
+
+#: What each answer kind (`cnnreg.answers.KINDS`) needs of its study, and how to give it.
+ANSWER_NEEDS = {
+    "training_accuracy": ("baseline", "a 'baseline' (the variant whose final training accuracy is the reference)"),
+    "generalization": ("variants", "at least two variants to compare ('grid' or 'variants')"),
+    "best_combination": ("variants", "at least two variants to compare ('grid' or 'variants')"),
+    "helps": ("baseline", "a 'baseline' (the variant the others are tested against)"),
+    "transfer": ("compare_with", "'compare_with' (the study trained from scratch)"),
+    "attention": ("gradcam", "'gradcam: true' (the maps it describes)"),
+}
+
+
+def _check_answer(key_path, spec, baseline, varied, gradcam):
+    """The study's ``answer`` kind, if it names one, and has what that kind reads."""
+    kind = spec.get("answer")
+    if kind is None:
+        return None
+    if kind not in ANSWER_NEEDS:
+        raise ConfigError(key_path, f"{kind!r} is not an answer kind; expected one of {list(ANSWER_NEEDS)}")
+    need, words = ANSWER_NEEDS[kind]
+    has = {
+        "baseline": bool(baseline),
+        "variants": any(p != "dataset" for p in varied),
+        "compare_with": bool(spec.get("compare_with")),
+        "gradcam": gradcam,
+    }
+    if not has[need]:
+        raise ConfigError(key_path, f"answer kind '{kind}' needs {words}; add it or remove 'answer'")
+    return kind
 
 
 def is_baseline_run(params, baseline):

@@ -42,6 +42,7 @@ Run ``python -m cnnreg.synthetic OUT_DIR`` to write both datasets into
 
 import argparse
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -49,6 +50,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 from scipy.ndimage import gaussian_filter
+
+from cnnreg.folders import GENERATED
 
 __all__ = [
     "CENTRE_CLEARANCE",
@@ -192,7 +195,8 @@ def make_demo_datasets(out_dir, n_train=200, n_val=60, size=128, seed=0, n_test=
         file relative to the root, its class name and split, the
         end-exclusive pixel box ``x0, y0, x1, y1`` that holds its evidence
         and the box ``marker_x0, marker_y0, marker_x1, marker_y1`` of its
-        marker.
+        marker, and ``<root>/generated.json`` (`cnnreg.folders.GENERATED`),
+        which says the images are generated (the lab sheet says so).
 
     Raises
     ------
@@ -280,6 +284,8 @@ def _write_dataset(root, spec, counts, size, key, marker_is_label):
         writer = csv.writer(stream)
         writer.writerow(EVIDENCE_COLUMNS)
         writer.writerows(rows)
+    record = {"generator": "cnnreg.synthetic", "size": size, "images_per_class": counts, "seed": list(key)}
+    (root / GENERATED).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _strength(rng, positive):

@@ -21,6 +21,7 @@ COMPARED = (
     "generalization_gap",
     "best_epoch",
     "wall_seconds",
+    "seconds_to_best",
 )
 #: Clinical values (`cnnreg.clinical`) of the chosen-epoch model, compared when some run has them.
 OPTIONAL_COMPARED = (
@@ -48,6 +49,7 @@ SCALES = {
     "best_epoch": ("bootstrap", "epochs"),
     REACHED: ("bootstrap", "epochs"),
     "wall_seconds": ("t", (0.0, np.inf)),
+    "seconds_to_best": ("t", (0.0, np.inf)),
 }
 #: The statistics each interval gives a table (``{value}_{statistic}``).
 STATISTICS = ("mean", "low", "high", "interval", "n")
@@ -68,9 +70,11 @@ def value_interval(column, values, epochs=None):
     return summary_interval(values, (1.0, float(epochs)) if bounds == "epochs" else bounds, kind)
 
 
-def difference_interval(column, differences):
-    """`cnnreg.intervals.paired_interval` of per-pair differences of a bounded value."""
-    _, (low, high) = scale(column)
+def difference_interval(column, differences, epochs=None):
+    """`cnnreg.intervals.paired_interval` of per-pair differences of a bounded value (an epoch's
+    bounds are [1, `epochs`])."""
+    _, bounds = scale(column)
+    low, high = (1.0, float(epochs)) if bounds == "epochs" else bounds
     return paired_interval(differences, high - low)
 
 
@@ -149,6 +153,8 @@ def run_rows(study, runs, metrics, histories):
                 row["at_epoch"] = at_epoch
             row.update({p: format_value(params[p]) for p in study.varied if p != "dataset"})
             row["seed"] = params["seed"]
+            if params.get("folds"):
+                row["fold"] = params["fold"]
             row.update(history_values(read))
             complete = at_epoch is None or at_epoch == metrics[rid]["epochs_run"]
             row.update({m: metrics[rid][m] if complete else np.nan for m in OPTIONAL_COMPARED if m in metrics[rid]})
@@ -324,8 +330,9 @@ def summarise_study(study, runs, run_dirs, other=None):
         One row per dataset and variant, ranked (`variant_table`).
     extra : dict
         ``histories`` (run id → history), ``effects`` (paired differences against the
-        baseline), ``runner_up`` (paired difference of the best and the second-best variant)
-        and ``comparison`` (this study's and ``other``'s variants side by side).
+        baseline), ``runner_up`` (paired difference of the best and the second-best variant),
+        ``comparison`` (this study's and ``other``'s variants side by side) and ``other_runs``
+        and ``other_variants`` (``other``'s per-run and variant tables; empty without it).
     """
     loaded = {rid: read_run(run_dirs[rid]) for rid in run_dirs}
     histories = {rid: h for rid, (h, _) in loaded.items()}
@@ -339,20 +346,23 @@ def summarise_study(study, runs, run_dirs, other=None):
         "effects": effects(table, study, runs),
         "runner_up": runner_up(table, variants, study, runs),
         "comparison": pd.DataFrame(),
+        "other_runs": pd.DataFrame(),
+        "other_variants": pd.DataFrame(),
     }
     if other is not None:
-        extra["comparison"] = comparison_table(study, variants, other, runs, metrics, histories)
+        extra["other_runs"] = run_rows(other, runs, metrics, histories)
+        extra["other_variants"] = variant_table(extra["other_runs"], other)
+        extra["comparison"] = comparison_table(variants, extra["other_variants"], study, other)
     return summary, variants, extra
 
 
-def comparison_table(study, variants, other, runs, metrics, histories):
-    """This study's variants and the compared study's, per dataset this study uses."""
-    theirs = variant_table(run_rows(other, runs, metrics, histories), other)
+def comparison_table(variants, theirs, study, other):
+    """This study's variants and the compared study's (`theirs`), per dataset this study uses."""
     frames = [variants.assign(study=study.name), theirs.assign(study=other.name)]
     both = pd.concat(frames, ignore_index=True)
     both = both[both["dataset"].isin(set(variants["dataset"]))]
     columns = ["dataset", "study", "variant", "n_runs", "n_not_learned", "did_not_learn"] + [
-        f"{c}_{s}" for c in ("best_val_accuracy", "best_epoch", "wall_seconds") for s in STATISTICS
+        f"{c}_{s}" for c in ("best_val_accuracy", "best_epoch", "seconds_to_best", "wall_seconds") for s in STATISTICS
     ]
     return both[columns].sort_values(["dataset", "study"], kind="stable").reset_index(drop=True)
 

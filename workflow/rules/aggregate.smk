@@ -3,6 +3,7 @@ rule summarize_study:
     input:
         packs=study_packs,
         features=study_features,
+        gradcam=study_gradcam,
     output:
         summary=report(
             paths.study_file("{study}", "summary.csv"),
@@ -31,6 +32,7 @@ rule summarize_study:
         ),
         final_csv=paths.study_file("{study}", "final.csv"),
         answer=paths.study_file("{study}", "answer.txt"),
+        answer_json=paths.study_file("{study}", "answer.json"),
     log:
         "logs/summarize_study/{study}.log",
     localrule: True
@@ -68,3 +70,26 @@ rule runs_metrics:
         code=CODE["aggregate"],
     script:
         "../scripts/runs_metrics.py"
+
+
+rule lab_sheet:
+    """The lab write-up: each task's question, answer and figure, in task order, on one page."""
+    input:
+        sheet_inputs(SHEET_SECTIONS),
+    output:
+        report(
+            paths.LAB_SHEET,
+            caption="../report/lab_sheet.rst",
+            category=LAB_SHEET_CATEGORY,
+        ),
+    log:
+        "logs/lab_sheet.log",
+    localrule: True
+    conda:
+        "../envs/cnnreg.yaml"
+    params:
+        sections=SHEET_SECTIONS,
+        generated=generated_datasets(),
+        code=CODE["aggregate"],
+    script:
+        "../scripts/lab_sheet.py"

@@ -10,8 +10,8 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from cnnreg import paths
-from cnnreg.categories import report_categories
-from cnnreg.folders import dataset_signature, first_image
+from cnnreg.categories import leading_category, report_categories
+from cnnreg.folders import dataset_signature, first_image, is_generated
 from cnnreg.fingerprint import CODE_OF, code_digest
 from cnnreg.packing import (
     DEFAULT_MAX_RUNTIME,
@@ -317,6 +317,14 @@ def study_features(wildcards):
     )
 
 
+def study_gradcam(wildcards):
+    """The Grad-CAM summaries of a study with ``gradcam``, in its runs' order (its answer reads
+    them)."""
+    study = PLAN.studies[wildcards.study]
+    runs = study.runs if study.gradcam else []
+    return [f"{paths.GRADCAM.format(run=run)}/summary.json" for run in runs]
+
+
 def study_category(wildcards):
     """The report category of a study's items: its title, numbered in task order."""
     return CATEGORIES[PLAN.studies[wildcards.study].title]
@@ -344,6 +352,8 @@ CATEGORIES = report_categories(
 )
 # Without gallery datasets the galleries' rule never runs, and their title is no category.
 GALLERY_CATEGORY = CATEGORIES.get(GALLERY_TITLE, GALLERY_TITLE)
+# The lab sheet comes first.
+LAB_SHEET_CATEGORY = leading_category(CATEGORIES, "Lab sheet")
 
 
 def gallery_image(wildcards):
@@ -383,6 +393,79 @@ def evidence_boxes(wildcards):
     return [str(path)] if path.is_file() else []
 
 
+# The lab sheet's name for task 5's galleries, in config key `lab_sheet`.
+SHEET_GALLERY = "augmentation_gallery"
+# The figure that shows a study's answer, by its answer kind (else its learning curves).
+SHEET_FIGURES = {"best_combination": "final.png"}
+
+
+def sheet_names():
+    """The lab sheet's sections in order: config `lab_sheet`, or every study then the galleries."""
+    galleries = [SHEET_GALLERY] if GALLERY.get("datasets") else []
+    names = config.get("lab_sheet", [*PLAN.studies, *galleries])
+    for i, name in enumerate(names):
+        if name not in PLAN.studies and name not in galleries:
+            raise WorkflowError(
+                f"Invalid config: config key 'lab_sheet[{i}]': names '{name}', which is no study "
+                f"(known: {sorted(PLAN.studies)}) nor '{SHEET_GALLERY}' with datasets"
+            )
+    return names
+
+
+def sheet_section(name):
+    """A lab sheet section's plain description (`cnnreg.lab_sheet.read_section`)."""
+    if name == SHEET_GALLERY:
+        datasets = GALLERY["datasets"]
+        return {
+            "name": name,
+            "title": GALLERY_TITLE,
+            "question": GALLERY.get("question", ""),
+            "transforms": {
+                d: f"{paths.GALLERY.format(dataset=d)}/skimage.csv" for d in datasets
+            },
+            "draws": {
+                d: f"{paths.GALLERY.format(dataset=d)}/generator.json" for d in datasets
+            },
+            "figure": f"{paths.GALLERY.format(dataset=datasets[0])}/skimage.png",
+            "tables": f"{paths.GALLERY.format(dataset=datasets[0])}/skimage.csv",
+        }
+    study = PLAN.studies[name]
+    tables = paths.study_file(name, "summary.html")
+    figure = paths.study_file(name, SHEET_FIGURES.get(study.answer, "curves.png"))
+    if study.answer == "attention":
+        figure = f"{paths.GRADCAM.format(run=study.runs[0])}/gallery.png"
+    return {
+        "name": name,
+        "title": study.title,
+        "question": study.question,
+        "answer": paths.study_file(name, "answer.json"),
+        "figure": figure,
+        "tables": tables,
+    }
+
+
+def sheet_inputs(sections):
+    """Every file the lab sheet reads."""
+    files = []
+    for section in sections:
+        files += [section["figure"], section.get("answer")]
+        files += [
+            *section.get("transforms", {}).values(),
+            *section.get("draws", {}).values(),
+        ]
+    return [file for file in dict.fromkeys(files) if file]
+
+
+def generated_datasets():
+    """The configured datasets whose images were generated (the demo's): the sheet says so."""
+    return [
+        name for name, spec in config["datasets"].items() if is_generated(spec["path"])
+    ]
+
+
+SHEET_SECTIONS = [sheet_section(name) for name in sheet_names()]
+
+
 def all_targets():
     summaries = expand(
         paths.study_file("{study}", "{file}"),
@@ -399,4 +482,11 @@ def all_targets():
         run=gradcam_runs(),
         file=["gallery.png", "table.html"],
     )
-    return [paths.RUN_TABLE, paths.RUNS_METRICS, *summaries, *galleries, *gradcams]
+    return [
+        paths.RUN_TABLE,
+        paths.RUNS_METRICS,
+        *summaries,
+        *galleries,
+        *gradcams,
+        paths.LAB_SHEET,
+    ]
