@@ -1,5 +1,6 @@
 """Your own data and studies, through the CLI: a config file of your own replaces the lab's."""
 
+import json
 import shutil
 
 import numpy as np
@@ -49,6 +50,12 @@ def test_your_config_runs_only_your_dataset_and_studies(project):
     assert [p.name for p in (project / "results" / "studies").iterdir()] == ["chest_bn"]
     summary = pd.read_csv(project / "results" / "studies" / "chest_bn" / "summary.csv")
     assert set(summary["batch_norm"]) == {False, True}
+    # No answer kind: the generic answer; the lab sheet has the one study, and no generated-data note.
+    answer = json.loads((project / "results" / "studies" / "chest_bn" / "answer.json").read_text())
+    assert answer["kind"] == "generic" and answer["text"].startswith("On chest, ")
+    sheet = (project / "results" / "lab_sheet.html").read_text()
+    assert sheet.count("<section id=") == 1 and "<section id='chest_bn'>" in sheet
+    assert "Generated data" not in sheet
 
 
 def test_your_config_is_up_to_date_and_leaves_the_labs_alone(project):
