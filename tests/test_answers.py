@@ -223,6 +223,7 @@ def attention_summary(marker_flag):
     random = {**method, "pointing_AFF": 0.25, "faithful_fraction": 0.4, "marker_flag": False}
     return {
         "gradcam": method, "gradcam_pp": method, "marker_attention": marker_flag, "validation_accuracy": 0.9,
+        "pointing_tolerance": {"pixels": 15, "at_side": 224},
         "randomised_weights": {"gradcam": random, "gradcam_pp": random, "marker_attention": False},
     }  # fmt: skip
 
@@ -289,3 +290,10 @@ def test_an_answer_kind_needs_what_it_reads(lab_config, study, message):
     with pytest.raises(ConfigError, match=message) as raised:
         plan_for(lab_config, {"s": {**study, "datasets": ["skin"]}})
     assert raised.value.key_path == "studies.s.answer"
+
+
+def test_every_grad_cam_method_has_a_title():
+    from cnnreg.gradcam import METHODS
+    from cnnreg.wording import METHOD_TITLES
+
+    assert tuple(METHOD_TITLES) == METHODS

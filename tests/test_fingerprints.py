@@ -4,6 +4,7 @@ The project runs on a copy of the library (first on PYTHONPATH), so that a test 
 training or plotting code the way a developer would, without touching the checkout.
 """
 
+import ast
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 from workflow_helpers import REPO, TINY_DEFAULTS, make_data, snakemake, write_config
+
+from cnnreg.fingerprint import CODE_OF, DECIDE_NOTHING
 
 pytestmark = pytest.mark.workflow
 
@@ -111,3 +114,27 @@ def test_changed_parameters_train_a_new_run(project):
     override.write_text(yaml.safe_dump({"defaults": {"lr": 0.01}}))
     jobs, output = planned(root, "--configfile", str(root / "config" / "config.yaml"), str(override))
     assert jobs.get("train") == 1, output
+
+
+def cnnreg_imports(module):
+    """The cnnreg modules `module` imports (at any depth of its source)."""
+    tree = ast.parse((REPO / "src" / "cnnreg" / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cnnreg."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.ImportFrom) and node.module == "cnnreg":
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("kind", sorted(CODE_OF))
+def test_a_jobs_code_digest_covers_every_module_it_imports(kind):
+    # A module left out would let its change reuse results made by the old code.
+    closure, todo = set(CODE_OF[kind]), list(CODE_OF[kind])
+    while todo:
+        for imported in cnnreg_imports(todo.pop()) - closure:
+            closure.add(imported)
+            todo.append(imported)
+    assert sorted(closure - set(CODE_OF[kind]) - set(DECIDE_NOTHING)) == []
+    assert not set(CODE_OF[kind]) & set(DECIDE_NOTHING)

@@ -331,7 +331,8 @@ def test_explain_returns_the_cams_contract_and_one_row_per_image(explained):
 def test_summarise_per_method(explained):
     table = explained[4]
     summary = summarise(table)
-    assert set(summary) == {*gradcam.METHODS, "marker_attention"}
+    assert set(summary) == {*gradcam.METHODS, "marker_attention", "pointing_tolerance"}
+    assert summary["pointing_tolerance"] == {"pixels": 15, "at_side": 224}
     gc = summary["gradcam"]
     correct_mel = table["correct"] & (table["label"] == "Mel")  # the first five have boxes
     assert gc["n_images"] == 6 and gc["n_pointing_Mel"] == correct_mel.sum()

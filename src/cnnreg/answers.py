@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cnnreg.cam_metrics import STANDARD_SIDE, STANDARD_TOLERANCE
-from cnnreg.gradcam import METHODS
 from cnnreg.tables import REACHED, difference_interval, group_keys
 from cnnreg.wording import (
     DESCRIPTION,
+    METHOD_TITLES,
     METRIC_NAMES,
     MODEL_WORDS,
     NOT_SETTLED,
@@ -345,18 +344,15 @@ def attention(t):
     sentences = []
     for run, summary in t.gradcam.items():
         place = f"On {t.params[run]['dataset']} (validation accuracy {summary['validation_accuracy']:.3f})"
-        for method in METHODS:
+        for method, title in METHOD_TITLES.items():
             ours, random = summary[method], summary["randomised_weights"][method]
-            sentences.append(f"{place}, {_method_title(method)}: " + _attention_parts(ours, random) + ".")
+            parts = _attention_parts(ours, random, summary["pointing_tolerance"])
+            sentences.append(f"{place}, {title}: {parts}.")
         sentences.append(_shortcut(summary))
     return " ".join(sentences), Verdicts()
 
 
-def _method_title(method):
-    return {"gradcam": "Grad-CAM", "gradcam_pp": "Grad-CAM++"}[method]
-
-
-def _attention_parts(ours, random):
+def _attention_parts(ours, random, tolerance):
     classes = [key.removeprefix("n_pointing_") for key in ours if key.startswith("n_pointing_")]
     pointing = []
     for name in classes:
@@ -367,8 +363,8 @@ def _attention_parts(ours, random):
         baseline = random[f"pointing_{name}"]
         pointing.append(f"{name} {hit:.0%} of {n} maps (inside the box: {strict:.0%}; random weights {baseline:.0%})")
     parts = [
-        f"the pointing game (maximum within {STANDARD_TOLERANCE} px of the evidence at {STANDARD_SIDE} px, scaled) "
-        + "; ".join(pointing),
+        f"the pointing game (maximum within {tolerance['pixels']} px of the evidence at {tolerance['at_side']} px, "
+        "scaled) " + "; ".join(pointing),
         f"blurring the map's hottest pixels lowers the class score more than another image's map does in "
         f"{ours['n_faithful']} of {ours['n_images']} images ({ours['faithful_fraction']:.0%}; random weights "
         f"{random['faithful_fraction']:.0%})",

@@ -332,7 +332,9 @@ def summarise(table, class_names=None):
         classified images whose map points at the marker, or without marker boxes whose map is
         border-flagged), ``marker_source`` ("marker box" or "border band") and ``marker_flag``
         (`MARKER_SHARE`, or `BORDER_SHARE` for the border band). Then ``marker_attention``: any
-        method's marker flag. Plain Python numbers, None where undefined, ready for JSON.
+        method's marker flag, and ``pointing_tolerance``: the pointing game's rule, ``pixels``
+        (`STANDARD_TOLERANCE`) at ``at_side`` (`STANDARD_SIDE`). Plain Python numbers, None where
+        undefined, ready for JSON.
     """
     needed = [f"{column}_{method}" for method in METHODS for column in _CHECK_COLUMNS]
     missing = [column for column in needed + ["label", "correct"] if column not in table.columns]
@@ -363,6 +365,7 @@ def summarise(table, class_names=None):
             summary[method][f"n_pointing_{name}"] = len(hits)
         summary[method] |= _marker_summary(table.loc[correct], method)
     summary["marker_attention"] = any(summary[method]["marker_flag"] for method in METHODS)
+    summary["pointing_tolerance"] = {"pixels": STANDARD_TOLERANCE, "at_side": STANDARD_SIDE}
     return summary
 
 

@@ -10,9 +10,10 @@ import hashlib
 import importlib.util
 import json
 
-#: The library modules that decide what each kind of job computes.
+#: The library modules that decide what each kind of job computes: every cnnreg module its entry
+#: modules import, directly or not, but those in `DECIDE_NOTHING` (a test checks it).
 CODE_OF = {
-    "prepare_data": ("data", "folders", "images", "atomic"),
+    "prepare_data": ("data", "folders", "images"),
     "train": (
         "train",
         "execution",
@@ -23,14 +24,18 @@ CODE_OF = {
         "registry",
         "parameters",
         "augment",
+        "randomness",
         "transfer",
         "weights",
         "data",
+        "folders",
+        "images",
         "fingerprint",
         "folds",
         "predictions",
+        "studies",
     ),
-    "extract_features": ("transfer", "weights", "models", "data"),
+    "extract_features": ("transfer", "weights", "models", "registry", "parameters", "data", "folders", "images"),
     "aggregate": (
         "tables",
         "intervals",
@@ -43,12 +48,37 @@ CODE_OF = {
         "plots",
         "aggregate",
         "studies",
+        "registry",
+        "parameters",
         "clinical",
         "run_metrics",
     ),
-    "gallery": ("galleries", "augment", "parameters"),
-    "gradcam": ("gradcam", "cam_inputs", "cam_metrics", "cam_outputs", "presentation", "readable", "data"),
+    "gallery": ("galleries", "augment", "randomness", "parameters", "registry"),
+    "gradcam": (
+        "gradcam",
+        "cam_inputs",
+        "cam_metrics",
+        "cam_outputs",
+        "presentation",
+        "readable",
+        "wording",
+        "tables",
+        "intervals",
+        "history",
+        "clinical",
+        "studies",
+        "registry",
+        "parameters",
+        "models",
+        "synthetic",
+        "data",
+        "folders",
+        "images",
+    ),
 }
+#: Modules that change how a job runs (atomic writes, its lock, the GPU check), never what it
+#: computes: a change to them reruns nothing.
+DECIDE_NOTHING = ("atomic", "runlock", "devices")
 
 
 def code_digest(kind):

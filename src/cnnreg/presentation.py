@@ -9,11 +9,10 @@ import html
 import pandas as pd
 
 from cnnreg.readable import readable_table
+from cnnreg.wording import METHOD_TITLES
 
-__all__ = ["METHOD_TITLES", "gradcam_page", "html_table", "section", "study_page"]
+__all__ = ["gradcam_page", "html_table", "section", "study_page"]
 
-#: How the report names each Grad-CAM method (`cnnreg.gradcam.METHODS`).
-METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam_pp": "Grad-CAM++"}
 #: How the report names the sanity baseline's columns: the maps of a randomised-weights model.
 RANDOMISED_TITLE = "(random weights)"
 

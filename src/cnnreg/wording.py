@@ -10,6 +10,8 @@ from cnnreg.tables import STATISTICS
 
 #: What an answer's verdicts add up to (`Verdicts.status`).
 SETTLED, NOT_SETTLED, DESCRIPTION = "settled", "not settled", "description"
+#: How a Grad-CAM method is named (the methods of `cnnreg.gradcam.METHODS`).
+METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam_pp": "Grad-CAM++"}
 #: How a model is named where it is what varies.
 MODEL_WORDS = {
     "alexnet": "AlexNet",
