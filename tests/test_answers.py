@@ -24,11 +24,7 @@ def answer_of(plan, name, tmp_path, curves, gradcam=None):
         dirs[rid] = tmp_path / rid
         if not dirs[rid].exists():
             write_run(dirs[rid], val_accuracy, accuracy=accuracy)
-    summary, variants, extra = summarise_study(study, plan.runs, dirs, other)
-    tables = StudyTables(
-        study, summary, variants, extra["effects"], extra["runner_up"], extra["comparison"], other,
-        extra["other_runs"], extra["other_variants"], plan.runs, gradcam or {},
-    )  # fmt: skip
+    tables = StudyTables.of_summary(study, summarise_study(study, plan.runs, dirs, other), plan.runs, other, gradcam)
     return answer_study(tables), tables
 
 

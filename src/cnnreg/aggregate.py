@@ -35,11 +35,8 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=(),
     summary, variants, extra = summarise_study(study, runs, run_dirs, other)
     curves = curve_table(study, runs, extra["histories"])
     feature_rows = [_features_row(p) for p in features]
-    tables = StudyTables(
-        study, summary, variants, extra["effects"], extra["runner_up"], extra["comparison"], other,
-        extra["other_runs"], extra["other_variants"], runs,
-        gradcam={run: json.loads(Path(path).read_text()) for run, path in (gradcam or {}).items()},
-    )  # fmt: skip
+    summaries = {run: json.loads(Path(path).read_text()) for run, path in (gradcam or {}).items()}
+    tables = StudyTables.of_summary(study, (summary, variants, extra), runs, other, summaries)
     found = answer_study(tables, _weights_warning(feature_rows))
     text = found.text
     for table, key in ((summary, "summary"), (variants, "final_csv"), (curves, "curves_csv")):

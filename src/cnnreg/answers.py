@@ -62,6 +62,14 @@ class StudyTables:
     params: dict = field(default_factory=dict)
     gradcam: dict = field(default_factory=dict)
 
+    @classmethod
+    def of_summary(cls, study, summarised, params, other=None, gradcam=None):
+        """The tables of `cnnreg.tables.summarise_study`'s (summary, variants, extra)."""
+        summary, variants, extra = summarised
+        keys = ("effects", "runner_up", "comparison", "other_runs", "other_variants")
+        return cls(study, summary, variants, **{k: extra[k] for k in keys}, other=other, params=params,
+                   gradcam=gradcam or {})  # fmt: skip
+
     @property
     def shown(self):
         """The varied parameters that tell a dataset's variants apart."""
