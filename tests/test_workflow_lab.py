@@ -155,7 +155,7 @@ def test_the_lab_sheet_walks_the_tasks_in_order(project):
     assert "the pointing game" in explain and "description (no comparison to settle)" in explain
     assert "the original is 40×40" in dict(sections)["augmentation_gallery"]
     assert "href='studies/vgg_grid/summary.html'" in page
-    assert "<b>Generated data.</b> The images of skin, bone were generated" in page  # cnnreg.synthetic's
+    assert "<b>Generated data.</b> The images of skin and bone were generated" in page  # cnnreg.synthetic's
 
 
 def test_galleries_have_one_panel_per_parameter_and_their_data(project):
