@@ -89,7 +89,7 @@ rule lab_sheet:
         "../envs/cnnreg.yaml"
     params:
         sections=SHEET_SECTIONS,
-        generated=generated_datasets(),
+        datasets={name: spec["path"] for name, spec in config["datasets"].items()},
         code=CODE["aggregate"],
     script:
         "../scripts/lab_sheet.py"

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 
 from cnnreg import paths
 from cnnreg.categories import leading_category, report_categories
-from cnnreg.folders import dataset_signature, first_image, is_generated
+from cnnreg.folders import dataset_signature, first_image
 from cnnreg.fingerprint import CODE_OF, code_digest
 from cnnreg.packing import (
     DEFAULT_MAX_RUNTIME,
@@ -454,13 +454,6 @@ def sheet_inputs(sections):
             *section.get("draws", {}).values(),
         ]
     return [file for file in dict.fromkeys(files) if file]
-
-
-def generated_datasets():
-    """The configured datasets whose images were generated (the demo's): the sheet says so."""
-    return [
-        name for name, spec in config["datasets"].items() if is_generated(spec["path"])
-    ]
 
 
 SHEET_SECTIONS = [sheet_section(name) for name in sheet_names()]
