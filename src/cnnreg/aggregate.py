@@ -37,7 +37,7 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=(),
     feature_rows = [_features_row(p) for p in features]
     summaries = {run: json.loads(Path(path).read_text()) for run, path in (gradcam or {}).items()}
     tables = StudyTables.of_summary(study, (summary, variants, extra), runs, other, summaries)
-    found = answer_study(tables, _weights_warning(feature_rows))
+    found = answer_study(tables, _weights_warnings(feature_rows))
     text = found.text
     for table, key in ((summary, "summary"), (variants, "final_csv"), (curves, "curves_csv")):
         write_atomic(outputs[key], lambda tmp, table=table: table.to_csv(tmp, index=False))
@@ -56,14 +56,14 @@ def write_study_outputs(study, runs, run_dirs, outputs, other=None, features=(),
     write_text(outputs["html"], page)
 
 
-def _weights_warning(feature_rows):
+def _weights_warnings(feature_rows):
     if all(row["imagenet"] for row in feature_rows):
-        return ""
-    return (
-        " The features were extracted with VGG16 weights that are not ImageNet's (their md5 differs:"
+        return []
+    return [
+        "The features were extracted with VGG16 weights that are not ImageNet's (their md5 differs:"
         " a stand-in, such as the offline demo's random weights), so these heads say nothing about"
         " transfer learning."
-    )
+    ]
 
 
 def _features_row(path):

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from cnnreg.readable import column_title
 from cnnreg.tables import REACHED, difference_interval, group_keys
 from cnnreg.wording import (
     DESCRIPTION,
     METHOD_TITLES,
-    METRIC_NAMES,
     MODEL_WORDS,
     NOT_SETTLED,
     Verdicts,
@@ -38,11 +38,15 @@ class Answer:
     """An answer's sentences, its kind and whether its verdicts are settled (`cnnreg.wording`)."""
 
     kind: str
-    text: str
+    sentences: tuple
     status: str
 
+    @property
+    def text(self):
+        return " ".join(self.sentences)
+
     def as_dict(self):
-        return {"kind": self.kind, "status": self.status, "text": self.text}
+        return {"kind": self.kind, "status": self.status, "text": self.text, "sentences": list(self.sentences)}
 
 
 @dataclass
@@ -110,7 +114,7 @@ def not_learned_sentence(t, variants):
     if failed.empty:
         return ""
     parts = [f"{t.words(r)}: {int(r['n_not_learned'])} of {int(r['n_runs'])} runs" for _, r in failed.iterrows()]
-    return f" Runs that did not learn ({CHANCE}): " + "; ".join(parts) + "."
+    return f"Runs that did not learn ({CHANCE}): " + "; ".join(parts) + "."
 
 
 def training_accuracy(t):
@@ -148,8 +152,8 @@ def training_accuracy(t):
                     + verdict(negated(speed), verdicts, f"{name} trains faster", f"{name} trains slower")
                     + "."
                 )
-        sentences.append(not_learned_sentence(t, variants).strip())
-    return " ".join(s for s in sentences if s), verdicts
+        sentences.append(not_learned_sentence(t, variants))
+    return [s for s in sentences if s], verdicts
 
 
 def _reached(row, epochs):
@@ -165,7 +169,7 @@ def generalization(t):
     generalizes better (the smaller gap between final training and validation accuracy), and,
     against a `compare_with` study, what the parameters it changes do."""
     verdicts, sentences = Verdicts(), []
-    metric = METRIC_NAMES[t.study.rank_by]
+    metric = column_title(t.study.rank_by)
     for key, variants, rows in t.groups():
         ranked = learned(variants)
         if len(ranked) < 2:
@@ -182,10 +186,10 @@ def generalization(t):
                 + "."
             )
             sentences.append(_gap_sentence(t, ranked, rows, verdicts))
-        sentences.append(not_learned_sentence(t, variants).strip())
+        sentences.append(not_learned_sentence(t, variants))
     if t.other is not None:
         sentences.extend(_against_other(t, verdicts))
-    return " ".join(s for s in sentences if s), verdicts
+    return [s for s in sentences if s], verdicts
 
 
 def _gap_sentence(t, ranked, rows, verdicts):
@@ -230,7 +234,7 @@ def _against_other(t, verdicts):
                 difference = paired(own, theirs, column)
                 better = negated(difference) if lower_is_better else difference
                 parts.append(
-                    f"{METRIC_NAMES[column]} {said(difference, '+.3f')} — "
+                    f"{column_title(column)} {said(difference, '+.3f')} — "
                     + verdict(better, verdicts, "better here", "better there")
                 )
             sentences.append(f"{where(key)}, {t.words(row)}, here − there paired by seed: " + "; ".join(parts) + ".")
@@ -241,7 +245,7 @@ def best_combination(t):
     """Lab task 4: the best variant per dataset (and epoch read at), and whether it is separated
     from the runner-up by a paired difference."""
     verdicts, sentences = Verdicts(), []
-    metric = METRIC_NAMES[t.study.rank_by]
+    metric = column_title(t.study.rank_by)
     for key, variants, rows in t.groups():
         ranked = learned(variants)
         failed = len(variants) - len(ranked)
@@ -261,7 +265,7 @@ def best_combination(t):
                 + verdict(difference, verdicts, "the best is separated from the runner-up", "")
             )
         sentences.append(text + "." + tail)
-    return " ".join(sentences), verdicts
+    return sentences, verdicts
 
 
 def helps(t):
@@ -279,12 +283,12 @@ def helps(t):
             outcomes[{"it helps": "helps", "it hurts": "hurts"}.get(said_verdict, "not settled")].append(key["dataset"])
             sentences.append(
                 f"{where(key)}, {t.words(row)} against {t.words(base)}, paired by seed: "
-                f"{METRIC_NAMES[metric]} {said(difference, '+.3f')} — {said_verdict}; "
+                f"{column_title(metric)} {said(difference, '+.3f')} — {said_verdict}; "
                 f"generalization gap {said(gap, '+.3f')}, against the baseline's {stated(base, 'generalization_gap')}."
             )
-        sentences.append(not_learned_sentence(t, variants).strip())
+        sentences.append(not_learned_sentence(t, variants))
     summary = "; ".join(f"{kind} on {', '.join(dict.fromkeys(names))}" for kind, names in outcomes.items() if names)
-    return " ".join(s for s in [*sentences, f"In short: {summary}." if summary else ""] if s), verdicts
+    return [s for s in [*sentences, f"In short: {summary}." if summary else ""] if s], verdicts
 
 
 def transfer(t):
@@ -315,8 +319,8 @@ def transfer(t):
                 + ". "
                 + _reliability(own, their_rows, verdicts)
             )
-        sentences.append(not_learned_sentence(t, variants).strip())
-    return " ".join(s for s in sentences if s), verdicts
+        sentences.append(not_learned_sentence(t, variants))
+    return [s for s in sentences if s], verdicts
 
 
 def _model(t, rows):
@@ -325,7 +329,7 @@ def _model(t, rows):
 
 def _progress(row, metric):
     return (
-        f"{METRIC_NAMES[metric]} {stated(row, metric)} at epoch {stated(row, 'best_epoch', '.1f')}, after "
+        f"{column_title(metric)} {stated(row, metric)} at epoch {stated(row, 'best_epoch', '.1f')}, after "
         f"{stated(row, 'seconds_to_best', '.1f')} s of training"
     )
 
@@ -357,7 +361,7 @@ def attention(t):
             parts = _attention_parts(ours, random, summary["pointing_tolerance"])
             sentences.append(f"{place}, {title}: {parts}.")
         sentences.append(_shortcut(summary))
-    return " ".join(sentences), Verdicts()
+    return sentences, Verdicts()
 
 
 def _attention_parts(ours, random, tolerance):
@@ -403,18 +407,24 @@ KINDS = {
 }
 
 
-def answer_study(tables, weights_warning=""):
-    """The study's `Answer`: its ``answer`` kind's, or `generic`'s without one."""
+def answer_study(tables, warnings=()):
+    """The study's `Answer`: its ``answer`` kind's, or `generic`'s without one; `warnings`,
+    sentences about its inputs, come last."""
     kind = tables.study.answer
     if kind is None:
         verdicts = Verdicts()
-        text = generic(tables.variants, tables.effects, tables.comparison, tables.runner_up, verdicts)
-        return Answer("generic", text + weights_warning, verdicts.status)
-    text, verdicts = KINDS[kind][0](tables)
-    return Answer(kind, text + weights_warning, verdicts.status)
+        sentences = generic_sentences(tables.variants, tables.effects, tables.comparison, tables.runner_up, verdicts)
+        return Answer("generic", (*sentences, *warnings), verdicts.status)
+    sentences, verdicts = KINDS[kind][0](tables)
+    return Answer(kind, (*sentences, *warnings), verdicts.status)
 
 
 def generic(variants, effect_table=None, comparison=None, runner_up=None, verdicts=None):
+    """`generic_sentences` as one text."""
+    return " ".join(generic_sentences(variants, effect_table, comparison, runner_up, verdicts))
+
+
+def generic_sentences(variants, effect_table=None, comparison=None, runner_up=None, verdicts=None):
     """The answer of a study without an ``answer`` kind: its ranking, gaps and effects.
 
     Parameters
@@ -452,7 +462,7 @@ def generic(variants, effect_table=None, comparison=None, runner_up=None, verdic
         sentences.extend(_effect_sentences(effect_table, variants["rank_by"].iloc[0], verdicts))
     if comparison is not None and len(comparison):
         sentences.extend(_comparison_sentences(comparison))
-    return " ".join(sentences)
+    return sentences
 
 
 #: Studies with at most this many variants get every variant's final values in the answer.
@@ -475,9 +485,9 @@ def _ranking_sentence(place, group, pair, verdicts):
         return f"{place}, no variant learned: {runs} of {runs} runs did not learn ({GENERIC_CHANCE}), so none is best."
     ranked = group.dropna(subset=["rank"]).sort_values("rank", kind="stable")
     if ranked.empty:
-        return f"{place}, no variant has a {METRIC_NAMES[metric]} to be ranked by."
+        return f"{place}, no variant has a {column_title(metric)} to be ranked by."
     best = ranked.iloc[0]
-    sentence = f"{place}, the best is {best['variant']} with {METRIC_NAMES[metric]} {stated(best, metric)}"
+    sentence = f"{place}, the best is {best['variant']} with {column_title(metric)} {stated(best, metric)}"
     if len(ranked) > 1:
         second = ranked.iloc[1]
         sentence += f", ahead of {second['variant']} with {stated(second, metric)}"
@@ -508,7 +518,7 @@ def _effect_sentences(effect_table, rank_by, verdicts):
     sentences = []
     for _, row in effect_table.iterrows():
         metrics = dict.fromkeys((rank_by, "best_val_accuracy", "final_val_accuracy"))
-        parts = [f"{METRIC_NAMES[m]} {stated(row, f'delta_{m}', '+.3f')}" for m in metrics]
+        parts = [f"{column_title(m)} {stated(row, f'delta_{m}', '+.3f')}" for m in metrics]
         difference = row_interval(row, f"delta_{rank_by}")
         better = f"is better by {abs(difference.mean):.3f}"
         parts[0] += " — " + verdict(difference, verdicts, f"{row['variant']} {better}", f"{row['versus']} {better}")
@@ -584,7 +594,7 @@ def gallery(transforms, draws):
             f"On {dataset}, the training augmentation keeps every draw at {size}; the values of its "
             f"{record['samples']} draws per row span " + "; ".join(parts) + "."
         )
-    return Answer("gallery", " ".join(sentences), DESCRIPTION)
+    return Answer("gallery", tuple(sentences), DESCRIPTION)
 
 
 def _value_range(values):

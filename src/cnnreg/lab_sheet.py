@@ -6,7 +6,6 @@ import base64
 import html
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +55,7 @@ class Section:
     name: str
     title: str
     question: str
-    #: `cnnreg.answers.Answer.as_dict`: ``kind``, ``status`` and ``text``.
+    #: `cnnreg.answers.Answer.as_dict`: ``kind``, ``status``, ``text`` and ``sentences``.
     answer: dict
     #: The PNG that shows the answer.
     figure: Path
@@ -129,8 +128,7 @@ def _section(section):
 
 def _sentences(section):
     """The answer a sentence per item: its numbers read one claim at a time."""
-    sentences = re.split(r"(?<=\.) (?=[A-Z])", section.answer["text"].strip())
-    return "".join(f"<li>{html.escape(sentence)}</li>" for sentence in sentences)
+    return "".join(f"<li>{html.escape(sentence)}</li>" for sentence in section.answer["sentences"])
 
 
 def write_lab_sheet(sections, path, generated=()):

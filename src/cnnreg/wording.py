@@ -20,19 +20,6 @@ MODEL_WORDS = {
 }
 
 
-#: How a sentence names a metric.
-METRIC_NAMES = {
-    "best_val_accuracy": "best validation accuracy",
-    "final_val_accuracy": "final validation accuracy",
-    "generalization_gap": "generalization gap",
-    "test_accuracy": "test accuracy",
-    "val_auc": "validation AUC",
-    "val_balanced_accuracy": "validation balanced accuracy",
-    "val_sensitivity": "validation sensitivity",
-    "val_specificity": "validation specificity",
-}
-
-
 class Verdicts:
     """The verdicts an answer gives: its status is settled only if every one of them is."""
 
